@@ -1,0 +1,54 @@
+"""Gateway webhook endpoints (SPEC §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+
+from atende import webhooks
+from atende.api.deps import CtxDep
+from atende.errors import NotFound, Unauthorized
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+
+
+@router.post("/whatsapp")
+async def any_provider(request: Request, ctx: CtxDep) -> dict[str, Any]:
+    """Any supported gateway's webhook; the provider is told apart by the body's shape."""
+    raw = await request.body()
+    provider = webhooks.detect(ctx, webhooks.decode_json(raw))
+    return (await webhooks.handle(ctx, provider, raw, request.headers)).to_dict()
+
+
+@router.post("/{provider}")
+async def explicit(provider: str, request: Request, ctx: CtxDep) -> dict[str, Any]:
+    """One gateway's webhook (sandbox, evolution, waha, cloud, connection_service)."""
+    raw = await request.body()
+    outcome = await webhooks.handle(ctx, ctx.provider(provider), raw, request.headers)
+    return outcome.to_dict()
+
+
+@router.post("/{provider}/{event_slug}")
+async def per_event(
+    provider: str, event_slug: str, request: Request, ctx: CtxDep
+) -> dict[str, Any]:
+    """Evolution's per-event sub-paths (`webhook_by_events`), e.g. `/messages-upsert`."""
+    raw = await request.body()
+    outcome = await webhooks.handle(ctx, ctx.provider(provider), raw, request.headers)
+    return outcome.to_dict()
+
+
+@router.get("/{provider}", response_class=PlainTextResponse)
+async def verification(provider: str, request: Request, ctx: CtxDep) -> str:
+    """Meta Cloud API's verification handshake (hub.mode / hub.verify_token / hub.challenge)."""
+    if provider not in ("cloud", "whatsapp"):
+        raise NotFound("Only the Cloud API uses a GET verification handshake")
+    params = request.query_params
+    token = params.get("hub.verify_token", "")
+    if params.get("hub.mode") != "subscribe" or not token:
+        raise Unauthorized("Verification failed")
+    if not await webhooks.cloud_verify_token_known(ctx, token):
+        raise Unauthorized("Verification failed")
+    return params.get("hub.challenge", "")

@@ -1,0 +1,168 @@
+"""create_app(settings): routers, middleware, lifespan, static web inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+
+from atende.api import auth, chat, conversations, health, webhooks
+from atende.config import Settings
+from atende.context import AppContext, build_context
+from atende.errors import AtendeError
+from atende.events import log as event_log
+from atende.outbox import Outbox
+from atende.providers.sandbox import SandboxProvider
+from atende.realtime import atendimento_ws, conversations_ws
+from atende.services import messages as messages_svc
+from atende.services import sessions as sessions_svc
+from atende.types import MessageStatus, ProviderName
+
+logger = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).resolve().parent / "web"
+PRUNE_EVERY_SECS = 600.0
+
+_STATUS_CODES = {
+    400: "INVALID_INPUT",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "RATE_LIMIT_EXCEEDED",
+}
+
+
+def install_providers(ctx: AppContext) -> None:
+    """The gateways, plus the sandbox whose acks travel the same status path as webhooks."""
+    try:
+        from atende.providers import PROVIDERS
+
+        ctx.providers.update(PROVIDERS)
+    except ImportError:
+        logger.warning("gateway providers are not available; only the sandbox works")
+
+    async def sandbox_ack(session_name: str, wamid: str, status: MessageStatus) -> None:
+        row = await sessions_svc.find_by_name(ctx, ProviderName.SANDBOX.value, session_name)
+        if row is not None:
+            await messages_svc.apply_status(ctx, session_row=row, wamid=wamid, status=status)
+
+    ctx.providers[ProviderName.SANDBOX] = SandboxProvider(
+        sandbox_ack, ctx.settings.sandbox_delivered_after_ms, ctx.settings.sandbox_read_after_ms
+    )
+
+
+async def _prune_forever(ctx: AppContext) -> None:
+    window = timedelta(hours=ctx.settings.event_retention_hours)
+    while True:
+        try:
+            async with ctx.sessionmaker() as session, session.begin():
+                removed = await event_log.prune(session, window)
+            if removed:
+                logger.info("pruned %s events older than %s", removed, window)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("event pruning failed")
+        await asyncio.sleep(PRUNE_EVERY_SECS)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = build_context(settings)
+        install_providers(ctx)
+        app.state.ctx = ctx
+        await ctx.bus.start(ctx.hub.dispatch)
+        ctx.spawn(Outbox(ctx).run())
+        ctx.spawn(_prune_forever(ctx))
+        try:
+            yield
+        finally:
+            sandbox = ctx.providers.get(ProviderName.SANDBOX)
+            if isinstance(sandbox, SandboxProvider):
+                await sandbox.close()
+            await ctx.close()
+
+    app = FastAPI(
+        title="Atende",
+        version="0.1.0",
+        description="Multi-tenant, real-time WhatsApp customer-service inbox.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=sorted(settings.origins),
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    _install_error_handlers(app)
+    for module in (health, auth, chat, conversations, webhooks):
+        app.include_router(module.router)
+    app.include_router(atendimento_ws.router)
+    app.include_router(conversations_ws.router)
+    _mount_extras(app)
+    if WEB_DIR.is_dir() and (WEB_DIR / "index.html").exists():
+        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    return app
+
+
+def _mount_extras(app: FastAPI) -> None:
+    """Routers added by later modules (sessions, media, Socket.IO) when present."""
+    for name in ("atende.api.sessions", "atende.api.media", "atende.api.sandbox"):
+        try:
+            module = __import__(name, fromlist=["router"])
+        except ImportError:
+            continue
+        app.include_router(module.router)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AtendeError)
+    async def atende_error(_: Request, exc: AtendeError) -> JSONResponse:
+        headers = {}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in err.get("loc", ())[1:]), "problem": err.get("msg")}
+            for err in exc.errors()
+        ]
+        return JSONResponse(
+            {
+                "error_code": "INVALID_INPUT",
+                "message": "Invalid request",
+                "details": {"errors": problems},
+            },
+            status_code=400,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "HTTP_ERROR")
+        return JSONResponse(
+            {"error_code": code, "message": str(exc.detail)}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return JSONResponse(
+            {"error_code": "INTERNAL_ERROR", "message": "Internal server error"}, status_code=500
+        )

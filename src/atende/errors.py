@@ -1,0 +1,100 @@
+"""The AtendeError tree. One handler renders each as JSON on REST and as an `error` event on sockets.
+
+AtendeError (error_code, http_status, message, details)
+ ├── InvalidInput            400 INVALID_INPUT
+ │    ├── InvalidPhoneNumber 400 INVALID_PHONE_NUMBER
+ │    └── MessageTooLong     400 MESSAGE_TOO_LONG
+ ├── Unauthorized            401 UNAUTHORIZED
+ ├── Forbidden               403 FORBIDDEN
+ ├── NotFound                404 NOT_FOUND
+ ├── Conflict                409 CONFLICT
+ ├── RateLimitExceeded       429 RATE_LIMIT_EXCEEDED (retry_after)
+ ├── MessageSendFailed       502 MESSAGE_SEND_FAILED
+ └── WhatsAppDisconnected    503 WHATSAPP_DISCONNECTED
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+
+class AtendeError(Exception):
+    error_code: ClassVar[str] = "INTERNAL_ERROR"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error_code": self.error_code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    def to_event(self) -> dict[str, Any]:
+        return {"type": "error", **self.to_dict(), "timestamp": utc_iso(datetime.now(UTC))}
+
+
+class InvalidInput(AtendeError):
+    error_code = "INVALID_INPUT"
+    http_status = 400
+
+
+class InvalidPhoneNumber(InvalidInput):
+    error_code = "INVALID_PHONE_NUMBER"
+
+
+class MessageTooLong(InvalidInput):
+    error_code = "MESSAGE_TOO_LONG"
+
+
+class Unauthorized(AtendeError):
+    error_code = "UNAUTHORIZED"
+    http_status = 401
+
+
+class Forbidden(AtendeError):
+    error_code = "FORBIDDEN"
+    http_status = 403
+
+
+class NotFound(AtendeError):
+    error_code = "NOT_FOUND"
+    http_status = 404
+
+
+class Conflict(AtendeError):
+    error_code = "CONFLICT"
+    http_status = 409
+
+
+class RateLimitExceeded(AtendeError):
+    error_code = "RATE_LIMIT_EXCEEDED"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "retry_after": self.retry_after}
+
+
+class MessageSendFailed(AtendeError):
+    error_code = "MESSAGE_SEND_FAILED"
+    http_status = 502
+
+
+class WhatsAppDisconnected(AtendeError):
+    error_code = "WHATSAPP_DISCONNECTED"
+    http_status = 503
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, as the seeds show (`2026-01-21T10:30:00Z`)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,159 @@
+"""One socket's outbound side, shared by every dialect.
+
+Lifecycle: authenticate → `attach` (subscribe, replay from the log, then live) → `writer` drains an
+ordered queue → `detach` in `finally`. Live events that arrive while the replay is read are
+buffered and sent after it, skipping ids already sent, so nothing is lost and nothing repeats.
+A socket too slow to keep up is closed (code 1013) rather than let its queue grow without bound:
+the client resumes with its last event id and misses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from enum import Enum
+
+from atende.context import AppContext
+from atende.db.types import utcnow
+from atende.errors import utc_iso
+from atende.events import log as event_log
+from atende.events.model import Event
+from atende.services.auth import Principal
+
+logger = logging.getLogger(__name__)
+
+Frames = list[bytes]
+Renderer = Callable[[Event], Frames]
+SendText = Callable[[str], Awaitable[None]]
+CLOSE_TOO_SLOW = 1013
+RENDER_CACHE_SIZE = 512
+
+
+class State(Enum):
+    CONNECTING = "connecting"
+    REPLAYING = "replaying"
+    LIVE = "live"
+    CLOSED = "closed"
+
+
+class RenderCache:
+    """Serialise each event once per dialect, not once per socket (fan-out cost)."""
+
+    def __init__(self, render: Renderer) -> None:
+        self._render = render
+        self._cache: OrderedDict[tuple[uuid.UUID, int], Frames] = OrderedDict()
+
+    def __call__(self, event: Event) -> Frames:
+        key = (event.tenant_id, event.id)
+        frames = self._cache.get(key)
+        if frames is None:
+            frames = self._render(event)
+            self._cache[key] = frames
+            if len(self._cache) > RENDER_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return frames
+
+
+class Connection:
+    def __init__(
+        self,
+        ctx: AppContext,
+        principal: Principal,
+        render: Renderer,
+        send_text: SendText,
+        *,
+        dialect: str,
+        accept: Callable[[Event], bool] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.principal = principal
+        self.client_id = f"client_{uuid.uuid4().hex[:12]}"
+        self.dialect = dialect
+        self.state = State.CONNECTING
+        self.last_sent = 0
+        self._render = render
+        self._send_text = send_text
+        self._accept = accept
+        self._buffer: list[Event] = []
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.too_slow = asyncio.Event()
+
+    # Subscriber protocol -------------------------------------------------------------------
+    def offer(self, event: Event) -> None:
+        if self.state == State.REPLAYING:
+            self._buffer.append(event)
+        elif self.state == State.LIVE:
+            self._enqueue_event(event)
+
+    def _enqueue_event(self, event: Event) -> None:
+        if event.id <= self.last_sent:
+            return
+        self.last_sent = event.id
+        if not event.visible_for(self.principal.user_id, self.principal.is_admin):
+            return
+        if self._accept is not None and not self._accept(event):
+            return
+        for frame in self._render(event):
+            self._put(frame)
+
+    def _put(self, frame: bytes) -> None:
+        if self._queue.qsize() >= self.ctx.settings.ws_send_queue_max:
+            self.too_slow.set()
+            return
+        self._queue.put_nowait(frame)
+
+    def send_frame(self, frame: bytes) -> None:
+        """A direct reply (pong, message_sent, error): queued behind earlier events."""
+        self._put(frame)
+
+    # Lifecycle ---------------------------------------------------------------------------
+    async def attach(self, last_event_id: int | None) -> bool:
+        """Subscribe and replay what the client missed. False when a resync is required."""
+        self.state = State.REPLAYING
+        stream = await self.ctx.hub.subscribe(self.principal.tenant_id, self)
+        if last_event_id is None:
+            self.last_sent = stream.last_id
+            self._go_live()
+            return True
+        ok = await self._replay(last_event_id, stream.last_id)
+        self._go_live()
+        return ok
+
+    async def _replay(self, last_event_id: int, live_from: int) -> bool:
+        async with self.ctx.sessionmaker() as session:
+            current, pruned = await event_log.counters(session, self.principal.tenant_id)
+        if last_event_id < pruned or last_event_id > current:
+            self.last_sent = max(live_from, self.last_sent)
+            return False
+        self.last_sent = last_event_id
+        cursor = last_event_id
+        while True:
+            async with self.ctx.sessionmaker() as session:
+                batch = await event_log.read_range(session, self.principal.tenant_id, cursor)
+            if not batch:
+                return True
+            for event in batch:
+                self._enqueue_event(event)
+            cursor = batch[-1].id
+
+    def _go_live(self) -> None:
+        buffered, self._buffer = self._buffer, []
+        self.state = State.LIVE
+        for event in buffered:
+            self._enqueue_event(event)
+
+    async def writer(self) -> None:
+        while (frame := await self._queue.get()) is not None:
+            await self._send_text(frame.decode())
+
+    def detach(self) -> None:
+        self.state = State.CLOSED
+        self.ctx.hub.unsubscribe(self.principal.tenant_id, self)
+        self._queue.put_nowait(None)
+
+
+def now_iso() -> str:
+    return utc_iso(utcnow())

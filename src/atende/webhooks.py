@@ -1,0 +1,140 @@
+"""Gateway webhooks: verify → parse → dedupe → services. Answer fast; never lose what was accepted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from atende.context import AppContext
+from atende.db.models import WhatsAppSession
+from atende.errors import InvalidInput, NotFound, Unauthorized
+from atende.providers.base import (
+    ConnectionUpdate,
+    InboundMessage,
+    MalformedPayload,
+    Provider,
+    StatusUpdate,
+    WebhookAuthError,
+    WebhookItem,
+)
+from atende.services import messages as messages_svc
+from atende.services import sessions as sessions_svc
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidPayload(InvalidInput):
+    error_code = "INVALID_PAYLOAD"
+
+
+@dataclass
+class WebhookOutcome:
+    stored: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    connection: int = 0
+    ignored: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, **self.__dict__}
+
+
+def decode_json(raw_body: bytes) -> Any:
+    try:
+        return orjson.loads(raw_body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload("Body is not valid JSON") from exc
+
+
+def detect(ctx: AppContext, payload: Any) -> Provider:
+    for provider in ctx.providers.values():
+        if provider.matches(payload):
+            return provider
+    raise InvalidPayload("Body is not of any supported provider's webhook shape")
+
+
+async def handle(
+    ctx: AppContext, provider: Provider, raw_body: bytes, headers: Mapping[str, str]
+) -> WebhookOutcome:
+    payload = decode_json(raw_body)
+    sessions = await _sessions_for(ctx, provider, payload)
+    for row in sessions.values():
+        try:
+            provider.verify(sessions_svc.config_of(row), raw_body, headers)
+        except WebhookAuthError as exc:
+            raise Unauthorized(f"Webhook credentials rejected: {exc.reason}") from exc
+    try:
+        items = provider.parse(payload)
+    except MalformedPayload as exc:
+        raise InvalidPayload(f"Malformed {provider.name.value} webhook: {exc.reason}") from exc
+    outcome = WebhookOutcome()
+    for item in items:
+        row = sessions.get(item.session_name)
+        if row is None:
+            outcome.ignored += 1
+            continue
+        await _apply(ctx, row, item, outcome)
+    return outcome
+
+
+async def _sessions_for(
+    ctx: AppContext, provider: Provider, payload: Any
+) -> dict[str, WhatsAppSession]:
+    try:
+        names = provider.session_names(payload)
+    except MalformedPayload as exc:
+        raise InvalidPayload(f"Malformed {provider.name.value} webhook: {exc.reason}") from exc
+    found: dict[str, WhatsAppSession] = {}
+    for name in dict.fromkeys(names):
+        row = await sessions_svc.find_by_name(ctx, provider.name.value, name)
+        if row is None:
+            raise NotFound(
+                f"Unknown {provider.name.value} session", details={"session": str(name)[:100]}
+            )
+        found[name] = row
+    return found
+
+
+async def _apply(
+    ctx: AppContext, row: WhatsAppSession, item: WebhookItem, outcome: WebhookOutcome
+) -> None:
+    if isinstance(item, InboundMessage):
+        result = await messages_svc.ingest_inbound(ctx, row, item)
+        if result.created:
+            outcome.stored += 1
+            logger.info("[WS] New message received: %s, session: %s", result.message_id, row.name)
+        else:
+            outcome.duplicates += 1
+    elif isinstance(item, StatusUpdate):
+        moved = await messages_svc.apply_status(
+            ctx,
+            session_row=row,
+            wamid=item.provider_message_id,
+            status=item.status,
+            error=item.error,
+        )
+        outcome.statuses += int(moved)
+        outcome.ignored += int(not moved)
+    elif isinstance(item, ConnectionUpdate):
+        await sessions_svc.set_state(
+            ctx, row.id, state=item.state, qr=item.qr, error=item.error, phone=item.phone
+        )
+        outcome.connection += 1
+
+
+async def cloud_verify_token_known(ctx: AppContext, token: str) -> bool:
+    """Whether any Cloud API session was configured with this verify token."""
+    import hmac
+
+    from sqlalchemy import select
+
+    from atende.db.models import WhatsAppSession as Row
+
+    async with ctx.sessionmaker() as session:
+        rows = (await session.execute(select(Row).where(Row.provider == "cloud"))).scalars()
+        expected = [str((r.options or {}).get("verify_token") or "") for r in rows]
+    return any(e and hmac.compare_digest(e.encode(), token.encode()) for e in expected)
