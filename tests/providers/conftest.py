@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -55,4 +56,3 @@ class Receiver:
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/hook", self.handle, methods=["POST"])])
-

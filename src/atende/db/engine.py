@@ -9,10 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from atende.config import normalise_database_url
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # one writer at a time: wait for it rather than failing
 
 
 def make_engine(url: str) -> AsyncEngine:
+    url = normalise_database_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
