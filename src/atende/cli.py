@@ -89,17 +89,30 @@ def create_user(
 ) -> None:
     """Create an admin or agent of a tenant."""
     tenant_id = _uuid_arg(tenant, "--tenant")
-    user = _run(lambda ctx: accounts.create_user(
-        ctx, tenant_id=tenant_id, email=email, password=password, role=role, name=name))
-    _emit({"id": str(user.id), "tenant_id": str(user.tenant_id), "email": user.email,
-           "role": user.role}, as_json, f"User {user.id} ({user.email}, {user.role}) created.")
+    user = _run(
+        lambda ctx: accounts.create_user(
+            ctx, tenant_id=tenant_id, email=email, password=password, role=role, name=name
+        )
+    )
+    _emit(
+        {
+            "id": str(user.id),
+            "tenant_id": str(user.tenant_id),
+            "email": user.email,
+            "role": user.role,
+        },
+        as_json,
+        f"User {user.id} ({user.email}, {user.role}) created.",
+    )
 
 
 @app.command("create-session")
 def create_session(
     tenant: Annotated[str, typer.Option(help="Tenant id")],
     provider: Annotated[ProviderName, typer.Option()],
-    name: Annotated[str, typer.Option(help="Gateway instance/session name (Cloud: phone_number_id)")],
+    name: Annotated[
+        str, typer.Option(help="Gateway instance/session name (Cloud: phone_number_id)")
+    ],
     base_url: Annotated[str | None, typer.Option(help="Gateway base URL")] = None,
     api_key: Annotated[str | None, typer.Option(help="Gateway API key / access token")] = None,
     webhook_secret: Annotated[
@@ -113,12 +126,29 @@ def create_session(
     """Connect a tenant to a WhatsApp gateway session."""
     tenant_id = _uuid_arg(tenant, "--tenant")
     options = dict(item.split("=", 1) for item in (option or []) if "=" in item)
-    row = _run(lambda ctx: sessions_svc.create_session(
-        ctx, tenant_id=tenant_id, provider=provider, name=name, base_url=base_url,
-        api_key=api_key, webhook_secret=webhook_secret, options=options))
-    _emit({"id": str(row.id), "tenant_id": str(row.tenant_id), "provider": row.provider,
-           "name": row.name, "state": row.state}, as_json,
-          f"Session {row.id} ({row.provider}/{row.name}) created, state {row.state}.")
+    row = _run(
+        lambda ctx: sessions_svc.create_session(
+            ctx,
+            tenant_id=tenant_id,
+            provider=provider,
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            webhook_secret=webhook_secret,
+            options=options,
+        )
+    )
+    _emit(
+        {
+            "id": str(row.id),
+            "tenant_id": str(row.tenant_id),
+            "provider": row.provider,
+            "name": row.name,
+            "state": row.state,
+        },
+        as_json,
+        f"Session {row.id} ({row.provider}/{row.name}) created, state {row.state}.",
+    )
 
 
 @app.command()
@@ -131,8 +161,13 @@ def token(
 
     async def work(ctx: AppContext) -> str:
         found = await accounts.get_user(ctx, user_id)
-        return mint_token(ctx.settings, user_id=found.id, tenant_id=found.tenant_id,
-                          role=found.role, ttl_secs=ttl_secs)
+        return mint_token(
+            ctx.settings,
+            user_id=found.id,
+            tenant_id=found.tenant_id,
+            role=found.role,
+            ttl_secs=ttl_secs,
+        )
 
     typer.echo(_run(work))
 
@@ -148,15 +183,22 @@ def serve(
     from atende.app import create_app
 
     settings = _settings()
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s"
+    )
     asyncio.run(db_migrate.upgrade(settings.database_url))
     if settings.create_demo:
         _run(_seed_demo, migrate_first=False)
     bind_host = host or settings.host
     bind_port = port or settings.port
-    typer.echo(f"Atende listening on http://{bind_host}:{bind_port}  (web inbox at /, API docs at /docs)")
+    typer.echo(
+        f"Atende listening on http://{bind_host}:{bind_port}  (web inbox at /, API docs at /docs)"
+    )
     uvicorn.run(
-        create_app(settings), host=bind_host, port=bind_port, log_level="info",
+        create_app(settings),
+        host=bind_host,
+        port=bind_port,
+        log_level="info",
         ws_per_message_deflate=False,  # ~300 KiB per socket otherwise (SPEC §9)
         proxy_headers=True,
     )
@@ -166,10 +208,21 @@ async def _seed_demo(ctx: AppContext) -> None:
     if await accounts.count_tenants(ctx) > 0:
         return
     tenant = await accounts.create_tenant(ctx, name="Demo")
-    admin = await accounts.create_user(ctx, tenant_id=tenant.id, email=DEMO_EMAIL,
-                                       password=DEMO_PASSWORD, role=Role.ADMIN, name="Admin")
-    await sessions_svc.create_session(ctx, tenant_id=tenant.id, provider=ProviderName.SANDBOX,
-                                      name=DEMO_SESSION, webhook_secret=new_secret())
+    admin = await accounts.create_user(
+        ctx,
+        tenant_id=tenant.id,
+        email=DEMO_EMAIL,
+        password=DEMO_PASSWORD,
+        role=Role.ADMIN,
+        name="Admin",
+    )
+    await sessions_svc.create_session(
+        ctx,
+        tenant_id=tenant.id,
+        provider=ProviderName.SANDBOX,
+        name=DEMO_SESSION,
+        webhook_secret=new_secret(),
+    )
     jwt = mint_token(ctx.settings, user_id=admin.id, tenant_id=tenant.id, role=admin.role)
     typer.secho("\nA demo tenant was created on this empty database:", fg=typer.colors.GREEN)
     typer.echo(f"  tenant id : {tenant.id}")
@@ -203,17 +256,25 @@ def simulate(
         raise typer.Exit(1)
 
 
-def _post_messages(base: str, session: str, count: int, rate: float, phone: str, text: str,
-                   secret: str | None) -> int:
+def _post_messages(
+    base: str, session: str, count: int, rate: float, phone: str, text: str, secret: str | None
+) -> int:
     headers = {"X-Webhook-Secret": secret} if secret else {}
     failures = 0
     interval = 1.0 / rate
-    with httpx.Client(timeout=10) as client, typer.progressbar(range(count), label="Simulating") as bar:
+    with (
+        httpx.Client(timeout=10) as client,
+        typer.progressbar(range(count), label="Simulating") as bar,
+    ):
         for i in bar:
             started = time.monotonic()
-            body = {"session": session, "from": phone, "push_name": "Cliente Simulado",
-                    "text": text if count == 1 else f"{text} ({i + 1})",
-                    "id": f"sim-{uuid.uuid4().hex}"}
+            body = {
+                "session": session,
+                "from": phone,
+                "push_name": "Cliente Simulado",
+                "text": text if count == 1 else f"{text} ({i + 1})",
+                "id": f"sim-{uuid.uuid4().hex}",
+            }
             try:
                 response = client.post(f"{base}/api/webhooks/sandbox", json=body, headers=headers)
                 if response.status_code >= 300:

@@ -1,4 +1,4 @@
-"""The AtendeError tree. One handler renders each as JSON on REST and as an `error` event on sockets.
+"""The AtendeError tree: one handler renders each as JSON on REST and as a socket `error` event.
 
 AtendeError (error_code, http_status, message, details)
  ├── InvalidInput            400 INVALID_INPUT
@@ -10,6 +10,7 @@ AtendeError (error_code, http_status, message, details)
  ├── Conflict                409 CONFLICT
  ├── RateLimitExceeded       429 RATE_LIMIT_EXCEEDED (retry_after)
  ├── MessageSendFailed       502 MESSAGE_SEND_FAILED
+ ├── GatewayError            502 GATEWAY_ERROR
  └── WhatsAppDisconnected    503 WHATSAPP_DISCONNECTED
 """
 
@@ -98,3 +99,10 @@ def utc_iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class GatewayError(AtendeError):
+    """The WhatsApp gateway refused or failed a session operation (connect, status, logout)."""
+
+    error_code = "GATEWAY_ERROR"
+    http_status = 502

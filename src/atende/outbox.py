@@ -10,6 +10,7 @@ key, so at-least-once is the best any client can do there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -69,10 +70,8 @@ class Outbox:
 
     async def _wait(self) -> None:
         wakeup = self.ctx.outbox_wakeup
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout=await self._next_due_in())
-        except TimeoutError:
-            pass
         wakeup.clear()
 
     async def _next_due_in(self) -> float:

@@ -1,4 +1,4 @@
-"""Gateway webhooks: verify → parse → dedupe → services. Answer fast; never lose what was accepted."""
+"""Gateway webhooks: verify → parse → dedupe → services. Answer fast; lose nothing accepted."""
 
 from __future__ import annotations
 
@@ -73,11 +73,11 @@ async def handle(
         raise InvalidPayload(f"Malformed {provider.name.value} webhook: {exc.reason}") from exc
     outcome = WebhookOutcome()
     for item in items:
-        row = sessions.get(item.session_name)
-        if row is None:
+        found = sessions.get(item.session_name)
+        if found is None:
             outcome.ignored += 1
             continue
-        await _apply(ctx, row, item, outcome)
+        await _apply(ctx, found, item, outcome)
     return outcome
 
 

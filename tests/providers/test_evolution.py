@@ -196,7 +196,10 @@ def test_status_list_and_inbound_receipts() -> None:
     second = dict(payload["data"], keyId="B", status="DELIVERY_ACK")
     theirs = dict(payload["data"], keyId="C", fromMe=False)
     payload["data"] = [payload["data"], second, theirs]
-    assert [(u.provider_message_id, u.status) for u in provider.parse(payload)] == [
+    items = provider.parse(payload)
+    updates = [u for u in items if isinstance(u, StatusUpdate)]
+    assert len(updates) == len(items)
+    assert [(u.provider_message_id, u.status) for u in updates] == [
         ("A", MessageStatus.READ),
         ("B", MessageStatus.DELIVERED),
     ]
@@ -225,6 +228,12 @@ def test_parse_qrcode() -> None:
     assert only(provider.parse(payload)) == ConnectionUpdate(
         "loja-01", SessionState.QR, qr=QR_DATA_URL
     )
+
+
+def test_parse_instance_closed() -> None:
+    payload = fake_builder.envelope("STATUS_INSTANCE", {"instance": "loja-01", "status": "closed"})
+    update = only(provider.parse(payload))
+    assert (update.state, update.error) == (SessionState.DISCONNECTED, "instance closed")
 
 
 def test_unknown_events_are_ignored() -> None:

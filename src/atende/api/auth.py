@@ -27,10 +27,14 @@ class RefreshIn(BaseModel):
 
 
 def _tokens(ctx: AppContext, user: User) -> dict[str, Any]:
-    claims = {"user_id": user.id, "tenant_id": user.tenant_id, "role": user.role}
+    def token(kind: str) -> str:
+        return mint_token(
+            ctx.settings, user_id=user.id, tenant_id=user.tenant_id, role=user.role, kind=kind
+        )
+
     return {
-        "access_token": mint_token(ctx.settings, **claims),
-        "refresh_token": mint_token(ctx.settings, kind="refresh", **claims),
+        "access_token": token("access"),
+        "refresh_token": token("refresh"),
         "token_type": "bearer",
         "expires_in": ctx.settings.jwt_access_ttl_secs,
         "user": user_public(user),

@@ -72,7 +72,8 @@ async def _notify_new_lead(tx: TenantTx, phone: str, contact_id: uuid.UUID) -> N
         .scalars()
         .all()
     )
-    for admin_id in admins or [None]:
+    recipients: list[uuid.UUID | None] = list(admins) or [None]
+    for admin_id in recipients:
         tx.session.add(
             CrmNotification(
                 tenant_id=tx.tenant_id,

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, or_, select
 
 from atende.context import AppContext
 from atende.db.models import Contact, Conversation, Message, User
@@ -65,7 +65,7 @@ async def emit_updated(
     )
 
 
-def _visible_filter(stmt: Select[Any], principal: Principal) -> Select[Any]:
+def _visible_filter(stmt: Any, principal: Principal) -> Any:
     stmt = stmt.where(Conversation.tenant_id == principal.tenant_id)
     if not principal.is_admin:
         stmt = stmt.where(
@@ -102,7 +102,7 @@ async def list_for(
     return [(row[0], row[1]) for row in rows], total
 
 
-def _search(stmt: Select[Any], term: str) -> Select[Any]:
+def _search(stmt: Any, term: str) -> Any:
     like = f"%{term.strip().lower()}%"
     digits = "".join(ch for ch in term if ch.isdigit())
     text_match = (

@@ -97,7 +97,8 @@ async def primary(ctx: AppContext, tenant_id: uuid.UUID) -> WhatsAppSession | No
     """The session outbound messages use: a connected one first, else the oldest."""
     found = await list_for_tenant(ctx, tenant_id)
     connected = [s for s in found if s.state == SessionState.CONNECTED.value]
-    return (connected or found or [None])[0]
+    ordered = connected or found
+    return ordered[0] if ordered else None
 
 
 async def require_connected(ctx: AppContext, tenant_id: uuid.UUID) -> WhatsAppSession:

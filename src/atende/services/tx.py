@@ -1,4 +1,4 @@
-"""The one way state changes: a tenant transaction that records events and publishes after commit."""
+"""The one way state changes: a tenant transaction that records events, publishes after commit."""
 
 from __future__ import annotations
 
