@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from atende.db import migrate
-from tests.harness import Server, Tenant, make_tenant, run_server, test_settings
+from tests.harness import Server, Tenant, make_tenant, run_server, settings_for
 
 PG_ADMIN_URL = os.environ.get("ATENDE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = os.environ.get("ATENDE_TEST_BACKENDS", "sqlite,postgres").split(",")
@@ -60,7 +60,7 @@ async def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def server(database_url: str) -> AsyncIterator[Server]:
-    async with run_server(test_settings(database_url)) as running:
+    async with run_server(settings_for(database_url)) as running:
         yield running
 
 

@@ -21,6 +21,7 @@ from atende.config import Settings
 from atende.context import AppContext, build_context
 from atende.errors import AtendeError
 from atende.events import log as event_log
+from atende.logs import install_redaction
 from atende.outbox import Outbox
 from atende.providers.sandbox import SandboxProvider
 from atende.realtime import atendimento_ws, conversations_ws
@@ -79,6 +80,8 @@ async def _prune_forever(ctx: AppContext) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    install_redaction()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings)

@@ -51,10 +51,12 @@ def decode_json(raw_body: bytes) -> Any:
 
 
 def detect(ctx: AppContext, payload: Any) -> Provider:
-    for provider in ctx.providers.values():
-        if provider.matches(payload):
-            return provider
-    raise InvalidPayload("Body is not of any supported provider's webhook shape")
+    from atende.providers import detect_provider
+
+    provider = detect_provider(payload)
+    if provider is None:
+        raise InvalidPayload("Body is not of any supported provider's webhook shape")
+    return ctx.provider(provider.name.value)
 
 
 async def handle(
