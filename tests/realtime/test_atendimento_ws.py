@@ -195,3 +195,57 @@ async def test_typing_and_mark_as_read_reach_other_agents(tenant: Tenant) -> Non
         await admin.send({"type": "mark_as_read", "phone_number": PHONE})
         update = await agent.expect("conversation_updated")
         assert update["conversation"]["unread_count"] == 0
+
+
+async def test_idle_socket_is_closed_after_the_timeout(database_url: str) -> None:
+    from tests.harness import make_tenant, run_server, settings_for
+
+    async with run_server(settings_for(database_url, ws_idle_timeout_secs=0.3)) as quick:
+        tenant = await make_tenant(quick)
+        async with tenant.chat_socket() as client:
+            with pytest.raises(ConnectionClosed) as info:
+                await client.next(timeout=5)
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4408, "Inactivity timeout")
+
+
+async def test_frame_flood_gets_rate_limited_and_socket_survives(tenant: Tenant) -> None:
+    async with tenant.chat_socket() as client:
+        for _ in range(100):
+            await client.send({"type": "ping"})
+        limited = await client.expect("error", lambda f: f["error_code"] == "RATE_LIMIT_EXCEEDED")
+        assert limited["retry_after"] == 1
+        await tenant.customer_says("ainda aqui")
+        frame = await client.expect("new_message")
+        assert frame["message"]["text"] == "ainda aqui"
+
+
+async def test_agent_never_sees_a_conversation_assigned_to_someone_else(tenant: Tenant) -> None:
+    from atende.services import accounts
+    from atende.services.auth import mint_token
+    from atende.types import Role
+
+    ctx = tenant.server.ctx
+    other = await accounts.create_user(ctx, tenant_id=tenant.id, email=f"o-{tenant.id}@t.test",
+                                       password="correct-horse-battery", role=Role.AGENT)
+    other_token = mint_token(ctx.settings, user_id=other.id, tenant_id=tenant.id, role="agent")
+    await tenant.customer_says("para o outro agente")
+    async with tenant.http() as http:
+        conv = (await http.get("/api/v1/conversations", headers=tenant.auth())).json()[0]
+        assigned = await http.post(f"/api/v1/conversations/{conv['id']}/assign",
+                                   json={"user_id": str(other.id)}, headers=tenant.auth())
+        assert assigned.status_code == 200
+        hidden = await http.get(f"/api/v1/conversations/{conv['id']}/messages",
+                                headers=tenant.auth(tenant.agent_token))
+        assert hidden.status_code == 403
+        assert (await http.get("/api/v1/conversations",
+                               headers=tenant.auth(tenant.agent_token))).json() == []
+    async with tenant.chat_socket(tenant.agent_token) as agent, \
+            tenant.chat_socket(other_token) as owner, tenant.chat_socket() as admin:
+        await tenant.customer_says("segredo do atribuído")
+        await owner.expect("new_message")
+        await admin.expect("new_message")
+        await tenant.customer_says("outro cliente", phone="5511911112222")
+        visible = await agent.expect("new_message")
+        assert visible["message"]["text"] == "outro cliente"
+        assert all("segredo" not in str(f) for f in agent.seen)

@@ -12,9 +12,10 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from atende.context import AppContext
-from atende.errors import AtendeError, InvalidInput
+from atende.errors import AtendeError, InvalidInput, RateLimitExceeded
 from atende.realtime import auth as ws_auth
 from atende.realtime.connection import Connection, Renderer, now_iso
+from atende.realtime.flood import FrameBudget
 from atende.services.auth import Principal
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class WsSession:
         self.ws = websocket
         self.principal = principal
         self.conn = Connection(ctx, principal, render, websocket.send_text, dialect=self.dialect)
+        self.budget = FrameBudget()
 
     async def run(self) -> None:
         writer = asyncio.create_task(self.conn.writer())
@@ -117,6 +119,9 @@ class WsSession:
                 return done
 
     async def _handle(self, raw: str) -> str | None:
+        if not self.budget.take():
+            self.error(RateLimitExceeded("Too many frames; slow down", retry_after=1))
+            return None
         try:
             return await self.dispatch(parse_frame(raw))
         except AtendeError as exc:
