@@ -48,3 +48,20 @@ async def test_concurrent_writers_are_seen_in_strict_order(tenant: Tenant) -> No
     ids = [f["event_id"] for f in frames]
     assert ids == sorted(ids) and len(set(ids)) == 12
     assert ids == list(range(ids[0], ids[0] + 12))  # dense: no id lost or skipped
+
+
+async def test_resume_from_before_the_retention_window_asks_for_resync(tenant: Tenant) -> None:
+    from datetime import timedelta
+
+    from atende.events import log as event_log
+
+    for i in range(3):
+        await tenant.customer_says(f"velha {i}")
+    ctx = tenant.server.ctx
+    async with ctx.sessionmaker() as session, session.begin():
+        await event_log.prune(session, timedelta(seconds=-1))  # everything is past the window
+    async with tenant.chat_socket(last_event_id=1) as client:
+        resync = await client.expect("resync_required")
+        await tenant.customer_says("nova")
+        live = await client.expect("new_message")
+    assert live["message"]["text"] == "nova" and live["event_id"] > resync["event_id"]
