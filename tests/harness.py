@@ -69,11 +69,17 @@ class Server:
 
 
 @asynccontextmanager
-async def run_server(settings: Settings) -> AsyncIterator[Server]:
+async def run_server(settings: Settings, port: int | None = None) -> AsyncIterator[Server]:
     app = create_app(settings)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            ws_per_message_deflate=False, lifespan="on")
+    port = port or free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_per_message_deflate=False,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -108,19 +114,31 @@ class Tenant:
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.server.base_url, timeout=WAIT_SECS)
 
-    async def customer_says(self, text: str, *, phone: str = "5511987654321",
-                            msg_id: str | None = None, push_name: str = "Maria") -> httpx.Response:
+    async def customer_says(
+        self,
+        text: str,
+        *,
+        phone: str = "5511987654321",
+        msg_id: str | None = None,
+        push_name: str = "Maria",
+    ) -> httpx.Response:
         async with self.http() as client:
             return await client.post(
                 "/api/webhooks/sandbox",
-                json={"session": self.session_name, "from": phone, "text": text,
-                      "push_name": push_name, "id": msg_id or f"in-{uuid.uuid4().hex}"},
+                json={
+                    "session": self.session_name,
+                    "from": phone,
+                    "text": text,
+                    "push_name": push_name,
+                    "id": msg_id or f"in-{uuid.uuid4().hex}",
+                },
                 headers={"X-Webhook-Secret": self.webhook_secret},
             )
 
     @asynccontextmanager
-    async def chat_socket(self, token: str | None = None, *, last_event_id: int | None = None,
-                          greet: bool = True) -> AsyncIterator[WsClient]:
+    async def chat_socket(
+        self, token: str | None = None, *, last_event_id: int | None = None, greet: bool = True
+    ) -> AsyncIterator[WsClient]:
         url = f"{self.server.ws_base}/ws/chat?tenant_id={self.id}&token={token or self.admin_token}"
         if last_event_id is not None:
             url += f"&last_event_id={last_event_id}"
@@ -136,22 +154,36 @@ async def make_tenant(server: Server, name: str = "Clinic") -> Tenant:
     suffix = uuid.uuid4().hex[:10]
     tenant = await accounts.create_tenant(ctx, name=f"{name} {suffix}")
     password = "correct-horse-battery"
-    admin = await accounts.create_user(ctx, tenant_id=tenant.id, email=f"admin-{suffix}@t.test",
-                                       password=password, role=Role.ADMIN)
-    agent = await accounts.create_user(ctx, tenant_id=tenant.id, email=f"agent-{suffix}@t.test",
-                                       password=password, role=Role.AGENT)
+    admin = await accounts.create_user(
+        ctx, tenant_id=tenant.id, email=f"admin-{suffix}@t.test", password=password, role=Role.ADMIN
+    )
+    agent = await accounts.create_user(
+        ctx, tenant_id=tenant.id, email=f"agent-{suffix}@t.test", password=password, role=Role.AGENT
+    )
     secret = uuid.uuid4().hex
     session = await sessions_svc.create_session(
-        ctx, tenant_id=tenant.id, provider=ProviderName.SANDBOX, name=f"sbx-{suffix}",
-        webhook_secret=secret)
+        ctx,
+        tenant_id=tenant.id,
+        provider=ProviderName.SANDBOX,
+        name=f"sbx-{suffix}",
+        webhook_secret=secret,
+    )
 
     def token(user_id: uuid.UUID, role: Role) -> str:
         return mint_token(ctx.settings, user_id=user_id, tenant_id=tenant.id, role=role.value)
 
-    return Tenant(server=server, id=tenant.id, admin_id=admin.id, agent_id=agent.id,
-                  admin_token=token(admin.id, Role.ADMIN), agent_token=token(agent.id, Role.AGENT),
-                  session_name=session.name, session_id=session.id, webhook_secret=secret,
-                  admin_email=admin.email)
+    return Tenant(
+        server=server,
+        id=tenant.id,
+        admin_id=admin.id,
+        agent_id=agent.id,
+        admin_token=token(admin.id, Role.ADMIN),
+        agent_token=token(agent.id, Role.AGENT),
+        session_name=session.name,
+        session_id=session.id,
+        webhook_secret=secret,
+        admin_email=admin.email,
+    )
 
 
 class WsClient:
@@ -170,15 +202,21 @@ class WsClient:
         self.seen.append(frame)
         return frame
 
-    async def expect(self, kind: str, where: Callable[[dict[str, Any]], bool] | None = None,
-                     timeout: float = WAIT_SECS) -> dict[str, Any]:
+    async def expect(
+        self,
+        kind: str,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = WAIT_SECS,
+    ) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             while True:
                 frame = await self.next(timeout)
                 if frame.get("type") == kind and (where is None or where(frame)):
                     return frame
 
-    async def collect(self, count: int, kind: str, timeout: float = WAIT_SECS) -> list[dict[str, Any]]:
+    async def collect(
+        self, count: int, kind: str, timeout: float = WAIT_SECS
+    ) -> list[dict[str, Any]]:
         found = []
         async with asyncio.timeout(timeout):
             while len(found) < count:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
+from atende import metrics
 from atende.api import auth, chat, conversations, health, webhooks
 from atende.config import Settings
 from atende.context import AppContext, build_context
@@ -24,7 +25,7 @@ from atende.events import log as event_log
 from atende.logs import install_redaction
 from atende.outbox import Outbox
 from atende.providers.sandbox import SandboxProvider
-from atende.realtime import atendimento_ws, conversations_ws
+from atende.realtime import atendimento_ws, conversations_ws, presence, socketio_server
 from atende.services import messages as messages_svc
 from atende.services import sessions as sessions_svc
 from atende.types import MessageStatus, ProviderName
@@ -32,6 +33,8 @@ from atende.types import MessageStatus, ProviderName
 logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 PRUNE_EVERY_SECS = 600.0
+SANDBOX_ACK_RETRIES = 100
+SANDBOX_ACK_RETRY_SECS = 0.05
 
 _STATUS_CODES = {
     400: "INVALID_INPUT",
@@ -56,8 +59,16 @@ def install_providers(ctx: AppContext) -> None:
 
     async def sandbox_ack(session_name: str, wamid: str, status: MessageStatus) -> None:
         row = await sessions_svc.find_by_name(ctx, ProviderName.SANDBOX.value, session_name)
-        if row is not None:
-            await messages_svc.apply_status(ctx, session_row=row, wamid=wamid, status=status)
+        if row is None:
+            return
+        # Like a real gateway redelivering an ack that arrived before the send was recorded.
+        for _ in range(SANDBOX_ACK_RETRIES):
+            outcome = await messages_svc.apply_status(
+                ctx, session_row=row, wamid=wamid, status=status
+            )
+            if outcome != messages_svc.StatusOutcome.EARLY:
+                return
+            await asyncio.sleep(SANDBOX_ACK_RETRY_SECS)
 
     ctx.providers[ProviderName.SANDBOX] = SandboxProvider(
         sandbox_ack, ctx.settings.sandbox_delivered_after_ms, ctx.settings.sandbox_read_after_ms
@@ -87,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
         ctx = build_context(settings)
         install_providers(ctx)
         app.state.ctx = ctx
+        presence.install(ctx)
         await ctx.bus.start(ctx.hub.dispatch)
         ctx.spawn(Outbox(ctx).run())
         ctx.spawn(_prune_forever(ctx))
@@ -96,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
             sandbox = ctx.providers.get(ProviderName.SANDBOX)
             if isinstance(sandbox, SandboxProvider):
                 await sandbox.close()
+            await socketio_server.shutdown(app)
             await ctx.close()
 
     app = FastAPI(
@@ -116,14 +129,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     app.include_router(atendimento_ws.router)
     app.include_router(conversations_ws.router)
-    _mount_extras(app)
+    _mount_extras(app, settings)
     if WEB_DIR.is_dir() and (WEB_DIR / "index.html").exists():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
 
 
-def _mount_extras(app: FastAPI) -> None:
+def _mount_extras(app: FastAPI, settings: Settings) -> None:
     """Routers added by later modules (sessions, media, Socket.IO) when present."""
+    app.include_router(metrics.router)
+    socketio_server.mount(app, settings)  # before the web inbox's catch-all mount at "/"
     for name in ("atende.api.sessions", "atende.api.media", "atende.api.sandbox"):
         try:
             module = __import__(name, fromlist=["router"])

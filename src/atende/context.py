@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from atende import metrics
 from atende.config import Settings
 from atende.db.engine import make_engine, make_sessionmaker
 from atende.errors import NotFound
@@ -50,6 +51,7 @@ class AppContext:
     async def publish(self, event: Event) -> None:
         """Hand a committed event to the bus. Never raises: the change is already committed,
         and a client that resumes from the log gets the event anyway."""
+        metrics.EVENTS.labels(event.type).inc()
         try:
             await self.bus.publish(event)
         except Exception:

@@ -4,7 +4,8 @@ Claiming is a lease: a claimed message gets `next_attempt_at = now + lease`, com
 gateway is called, so another instance (PostgreSQL, `FOR UPDATE SKIP LOCKED`) or a restarted one
 picks it up only if this attempt never finished. A process killed after the gateway accepted a
 message but before we stored its id will send it again on resume: gateways offer no idempotency
-key, so at-least-once is the best any client can do there.
+key, so at-least-once is the best any client can do there. A graceful shutdown hands the
+messages it was sending back at once (their attempt not counted) instead of waiting out the lease.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from atende import metrics
 from atende.context import AppContext
 from atende.db.models import Contact, Conversation, Message, WhatsAppSession
 from atende.db.types import utcnow
@@ -28,6 +30,7 @@ from atende.providers.base import (
     ProviderError,
     SessionConfig,
 )
+from atende.providers.http import with_default_timeout
 from atende.services import messages as messages_svc
 from atende.services.sessions import config_of
 from atende.types import Direction, MessageStatus, MessageType
@@ -58,6 +61,7 @@ class Outbox:
         while True:
             try:
                 claimed = await self.claim()
+                metrics.OUTBOX_DEPTH.set(len(claimed))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -114,6 +118,24 @@ class Outbox:
         return claimed
 
     async def deliver(self, claimed: Claimed) -> None:
+        try:
+            await self._deliver(claimed)
+        except asyncio.CancelledError:
+            # Shutting down mid-send: hand the message back now rather than when the lease
+            # runs out, so the next start (or another instance) sends it without waiting.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release(claimed))
+            raise
+
+    async def _release(self, claimed: Claimed) -> None:
+        async with self.ctx.sessionmaker() as session, session.begin():
+            msg = await session.get(Message, claimed.message_id)
+            if msg is not None and msg.status == MessageStatus.PENDING.value:
+                if msg.whatsapp_message_id is None:  # unless an echo or ack already proved it
+                    msg.attempts = max(0, msg.attempts - 1)  # the attempt never finished
+                    msg.next_attempt_at = utcnow()
+
+    async def _deliver(self, claimed: Claimed) -> None:
         provider = self.ctx.provider(claimed.session.provider.value)
         http = self.ctx.http
         try:
@@ -123,7 +145,8 @@ class Outbox:
                 if jid is None:
                     raise GatewayRejected("Number is not on WhatsApp")
                 outbound = _with_jid(outbound, jid)
-            result = await provider.send(http, claimed.session, outbound)
+            with metrics.timed(metrics.SEND_LATENCY, claimed.session.provider.value):
+                result = await provider.send(http, claimed.session, outbound)
         except GatewayRejected as exc:
             await self._fail(claimed, exc.reason)
         except (GatewayUnavailable, ProviderError) as exc:
@@ -142,6 +165,7 @@ class Outbox:
             logger.info("[WS] Message sent: %s", claimed.message_id)
 
     async def _fail(self, claimed: Claimed, reason: str) -> None:
+        metrics.SEND_FAILURES.inc()
         logger.warning("[ERROR] Send failed: %s (%s)", claimed.message_id, reason)
         await messages_svc.mark_failed(
             self.ctx, tenant_id=claimed.tenant_id, message_id=claimed.message_id, reason=reason
@@ -176,7 +200,7 @@ def _claimed(msg: Message, sess: WhatsAppSession, contact: Contact, ctx: AppCont
         message_id=msg.id,
         tenant_id=msg.tenant_id,
         attempts=msg.attempts,
-        session=config_of(sess, ctx),
+        session=with_default_timeout(config_of(sess, ctx), ctx.settings.gateway_timeout_secs),
         contact_id=contact.id,
         outbound=OutboundMessage(
             to_jid=msg.to_jid or contact.wa_jid,

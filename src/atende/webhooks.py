@@ -11,7 +11,7 @@ import orjson
 
 from atende.context import AppContext
 from atende.db.models import WhatsAppSession
-from atende.errors import InvalidInput, NotFound, Unauthorized
+from atende.errors import AtendeError, InvalidInput, NotFound, Unauthorized
 from atende.providers.base import (
     ConnectionUpdate,
     InboundMessage,
@@ -31,6 +31,17 @@ class InvalidPayload(InvalidInput):
     error_code = "INVALID_PAYLOAD"
 
 
+class RetryLater(AtendeError):
+    """503: the gateway should deliver this webhook again (every gateway retries on 5xx)."""
+
+    error_code = "WEBHOOK_RETRY_LATER"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass
 class WebhookOutcome:
     stored: int = 0
@@ -38,6 +49,7 @@ class WebhookOutcome:
     statuses: int = 0
     connection: int = 0
     ignored: int = 0
+    early: int = 0  # acks for an id we may not have stored yet (send in flight)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": True, **self.__dict__}
@@ -80,6 +92,13 @@ async def handle(
             outcome.ignored += 1
             continue
         await _apply(ctx, found, item, outcome)
+    if outcome.early:
+        # Everything else in the body is stored (redelivery dedupes it); the acks that overtook
+        # the outbox's storing of the gateway's id must come again, not be dropped.
+        raise RetryLater(
+            "Status for a message whose send is still being recorded; deliver again",
+            retry_after=1,
+        )
     return outcome
 
 
@@ -112,15 +131,19 @@ async def _apply(
         else:
             outcome.duplicates += 1
     elif isinstance(item, StatusUpdate):
-        moved = await messages_svc.apply_status(
+        acked = await messages_svc.apply_status(
             ctx,
             session_row=row,
             wamid=item.provider_message_id,
             status=item.status,
             error=item.error,
         )
-        outcome.statuses += int(moved)
-        outcome.ignored += int(not moved)
+        if acked == messages_svc.StatusOutcome.MOVED:
+            outcome.statuses += 1
+        elif acked == messages_svc.StatusOutcome.EARLY:
+            outcome.early += 1
+        else:
+            outcome.ignored += 1
     elif isinstance(item, ConnectionUpdate):
         await sessions_svc.set_state(
             ctx, row.id, state=item.state, qr=item.qr, error=item.error, phone=item.phone

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,12 +20,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 Handler = Callable[[Request], Awaitable[Response]]
+AnswerHook = Callable[["RecordedRequest", Response], Awaitable[None]]
 # A 1x1 PNG: what the fakes hand out as a QR code.
 QR_PNG_BASE64 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBg"
     "AAAABQABpfZFQAAAAABJRU5ErkJggg=="
 )
 DELIVERY_ATTEMPTS = 3  # real gateways retry more, but a test wants a bounded, quick answer
+# Built once: loading the CA bundle costs ~50 ms per httpx client, and webhooks go to loopback.
+CLIENT_SSL = ssl.create_default_context()
+
+
+def loopback_client(**kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client that does not reload the CA bundle each time it is made."""
+    return httpx.AsyncClient(verify=CLIENT_SSL, **kwargs)
 
 
 class _Server(uvicorn.Server):
@@ -89,6 +98,9 @@ class FakeGateway:
     requests: list[RecordedRequest] = field(default_factory=list)
     unknown_numbers: set[str] = field(default_factory=set)
     base_url: str = ""
+    # Awaited after an endpoint answered and before the answer is sent: lets a test make the
+    # gateway post a webhook (e.g. an ack) before its API caller has seen the answer.
+    on_answer: AnswerHook | None = None
     _failures: list[_Failure] = field(default_factory=list)
     _hangs: int = 0
     _release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -149,7 +161,8 @@ class FakeGateway:
     def _wrap(self, endpoint: Callable[..., Any]) -> Handler:
         async def handler(request: Request) -> Response:
             raw = await request.body()
-            self.requests.append(_record(request, raw))
+            record = _record(request, raw)
+            self.requests.append(record)
             if self._hangs:
                 self._hangs -= 1
                 await self._release.wait()
@@ -160,6 +173,8 @@ class FakeGateway:
             if not self.authorized(request):
                 return self.unauthorized()
             response: Response = await endpoint(request)
+            if self.on_answer is not None:
+                await self.on_answer(record, response)
             return response
 
         return handler
@@ -172,7 +187,7 @@ class FakeGateway:
         raw = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", **self.webhook_headers(raw)}
         final = self.final_statuses()
-        async with httpx.AsyncClient() as client:
+        async with loopback_client() as client:
             for attempt in range(1, attempts + 1):
                 response = await client.post(url, content=raw, headers=headers)
                 done = response.is_success or response.status_code in final

@@ -11,6 +11,7 @@ from atende.api.deps import CtxDep
 from atende.db.models import Message, WhatsAppSession
 from atende.errors import GatewayError, NotFound, Unauthorized
 from atende.providers.base import MediaRef, ProviderError
+from atende.providers.http import with_default_timeout
 from atende.services import conversations as conv_svc
 from atende.services.auth import Principal, decode_token
 from atende.services.sessions import config_of
@@ -32,12 +33,14 @@ def _principal(request: Request) -> Principal:
 async def media(message_id: uuid.UUID, request: Request, ctx: CtxDep) -> Response:
     """The file of a media message, fetched from the gateway with the session's key."""
     principal = _principal(request)
+    # One short session (not nested with get_visible's own: on SQLite every transaction takes
+    # the write lock, so a nested one would wait on its parent until the busy timeout).
     async with ctx.sessionmaker() as session:
         msg = await session.get(Message, message_id)
         if msg is None or msg.tenant_id != principal.tenant_id or not msg.media:
             raise NotFound("Media not found")
-        await conv_svc.get_visible(ctx, principal, msg.conversation_id)
         row = None if msg.session_id is None else await session.get(WhatsAppSession, msg.session_id)
+    await conv_svc.get_visible(ctx, principal, msg.conversation_id)
     media = msg.media
     if msg.direction == "outbound" and media.get("url"):
         return RedirectResponse(str(media["url"]))  # the agent's own link
@@ -50,7 +53,8 @@ async def media(message_id: uuid.UUID, request: Request, ctx: CtxDep) -> Respons
         filename=media.get("filename"),
     )
     try:
-        content = await ctx.provider(row.provider).fetch_media(ctx.http, config_of(row, ctx), ref)
+        config = with_default_timeout(config_of(row, ctx), ctx.settings.gateway_timeout_secs)
+        content = await ctx.provider(row.provider).fetch_media(ctx.http, config, ref)
     except ProviderError as exc:
         raise GatewayError(f"Could not fetch the media from the gateway: {exc.reason}") from exc
     headers = {"Cache-Control": "private, max-age=3600"}

@@ -7,11 +7,20 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from atende import webhooks
+from atende import metrics, webhooks
 from atende.api.deps import CtxDep
+from atende.context import AppContext
 from atende.errors import NotFound, Unauthorized
+from atende.providers.base import Provider
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+
+
+async def _timed(
+    ctx: AppContext, provider: Provider, raw: bytes, request: Request
+) -> webhooks.WebhookOutcome:
+    with metrics.timed(metrics.WEBHOOK_LATENCY, provider.name.value):
+        return await webhooks.handle(ctx, provider, raw, request.headers)
 
 
 @router.post("/whatsapp")
@@ -19,14 +28,14 @@ async def any_provider(request: Request, ctx: CtxDep) -> dict[str, Any]:
     """Any supported gateway's webhook; the provider is told apart by the body's shape."""
     raw = await request.body()
     provider = webhooks.detect(ctx, webhooks.decode_json(raw))
-    return (await webhooks.handle(ctx, provider, raw, request.headers)).to_dict()
+    return (await _timed(ctx, provider, raw, request)).to_dict()
 
 
 @router.post("/{provider}")
 async def explicit(provider: str, request: Request, ctx: CtxDep) -> dict[str, Any]:
     """One gateway's webhook (sandbox, evolution, waha, cloud, connection_service)."""
     raw = await request.body()
-    outcome = await webhooks.handle(ctx, ctx.provider(provider), raw, request.headers)
+    outcome = await _timed(ctx, ctx.provider(provider), raw, request)
     return outcome.to_dict()
 
 
@@ -36,7 +45,7 @@ async def per_event(
 ) -> dict[str, Any]:
     """Evolution's per-event sub-paths (`webhook_by_events`), e.g. `/messages-upsert`."""
     raw = await request.body()
-    outcome = await webhooks.handle(ctx, ctx.provider(provider), raw, request.headers)
+    outcome = await _timed(ctx, ctx.provider(provider), raw, request)
     return outcome.to_dict()
 
 

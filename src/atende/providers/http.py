@@ -11,6 +11,7 @@ import base64
 import binascii
 import json as jsonlib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -26,7 +27,20 @@ ErrorDescriber = Callable[[Any], str | None]
 def timeout_for(session: SessionConfig) -> float:
     """The per-request timeout: `options["timeout_secs"]` or the default."""
     value = session.options.get("timeout_secs", DEFAULT_TIMEOUT_SECS)
-    return float(value) if isinstance(value, int | float) else DEFAULT_TIMEOUT_SECS
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return DEFAULT_TIMEOUT_SECS
+    try:
+        secs = float(value)  # options set through the CLI or REST are strings
+    except ValueError:
+        return DEFAULT_TIMEOUT_SECS
+    return secs if secs > 0 else DEFAULT_TIMEOUT_SECS
+
+
+def with_default_timeout(session: SessionConfig, secs: float) -> SessionConfig:
+    """`session` with `options["timeout_secs"]` defaulted to `secs` (the server's setting)."""
+    if "timeout_secs" in session.options:
+        return session
+    return replace(session, options={**session.options, "timeout_secs": secs})
 
 
 def require_base_url(session: SessionConfig) -> str:

@@ -20,7 +20,12 @@ CLOSE_IDLE = 4408
 def origin_allowed(settings: Settings, websocket: WebSocket) -> bool:
     """Browsers always send Origin; tools (no Origin header) are allowed, tokens still apply."""
     origin = websocket.headers.get("origin")
-    return origin is None or origin.rstrip("/") in settings.origins
+    if origin is None or origin.rstrip("/") in settings.origins:
+        return True
+    # The inbox served by this very process (e.g. opened as localhost while the public URL says
+    # 127.0.0.1) is same-origin: its host matches the Host header the browser sent.
+    host = websocket.headers.get("host")
+    return host is not None and origin.split("://", 1)[-1].rstrip("/") == host
 
 
 def token_from_handshake(websocket: WebSocket) -> str | None:

@@ -21,6 +21,7 @@ from atende.db.types import utcnow
 from atende.errors import utc_iso
 from atende.events import log as event_log
 from atende.events.model import Event
+from atende.realtime import presence
 from atende.services.auth import Principal
 
 logger = logging.getLogger(__name__)
@@ -110,10 +111,19 @@ class Connection:
         self._put(frame)
 
     # Lifecycle ---------------------------------------------------------------------------
-    async def attach(self, last_event_id: int | None) -> bool:
-        """Subscribe and replay what the client missed. False when a resync is required."""
+    async def attach(
+        self, last_event_id: int | None, greet: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
+        """Subscribe, greet, and replay what the client missed. False when a resync is required.
+
+        `greet` runs after subscribing (live events are buffered meanwhile), so an event that
+        commits while the greeting is built is neither lost nor sent before the greeting.
+        """
         self.state = State.REPLAYING
+        await presence.on_attach(self.ctx, self.principal.tenant_id, self.client_id, self.dialect)
         stream = await self.ctx.hub.subscribe(self.principal.tenant_id, self)
+        if greet is not None:
+            await greet()
         if last_event_id is None:
             self.last_sent = stream.last_id
             self._go_live()
@@ -150,6 +160,8 @@ class Connection:
             await self._send_text(frame.decode())
 
     def detach(self) -> None:
+        if self.state not in (State.CONNECTING, State.CLOSED):
+            presence.on_detach(self.ctx, self.principal.tenant_id, self.client_id, self.dialect)
         self.state = State.CLOSED
         self.ctx.hub.unsubscribe(self.principal.tenant_id, self)
         self._queue.put_nowait(None)

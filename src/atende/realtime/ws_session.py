@@ -57,8 +57,7 @@ class WsSession:
         )
         reason = "client closed"
         try:
-            await self.greet()
-            ok = await self.conn.attach(self.last_event_id())
+            ok = await self.conn.attach(self.last_event_id(), greet=self.greet)
             if not ok:
                 self.conn.send_frame(
                     dump(

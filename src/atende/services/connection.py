@@ -7,7 +7,13 @@ import uuid
 from atende.context import AppContext
 from atende.db.models import WhatsAppSession
 from atende.errors import Forbidden, GatewayError, NotFound
-from atende.providers.base import GatewayRejected, GatewayUnavailable, ProviderError
+from atende.providers.base import (
+    GatewayRejected,
+    GatewayUnavailable,
+    ProviderError,
+    SessionConfig,
+)
+from atende.providers.http import with_default_timeout
 from atende.services import sessions as sessions_svc
 from atende.services.auth import Principal
 from atende.types import SessionState
@@ -28,6 +34,10 @@ async def owned_session(
     raise NotFound("WhatsApp session not found", details={"session_id": str(session_id)})
 
 
+def _config(ctx: AppContext, row: WhatsAppSession) -> SessionConfig:
+    return with_default_timeout(sessions_svc.config_of(row, ctx), ctx.settings.gateway_timeout_secs)
+
+
 def _gateway_error(exc: ProviderError) -> GatewayError:
     kind = "unreachable" if isinstance(exc, GatewayUnavailable) else "refused the request"
     return GatewayError(f"The WhatsApp gateway {kind}: {exc.reason}")
@@ -39,7 +49,7 @@ async def connect(ctx: AppContext, principal: Principal, row: WhatsAppSession) -
     provider = ctx.provider(row.provider)
     await sessions_svc.set_state(ctx, row.id, state=SessionState.CONNECTING)
     try:
-        result = await provider.connect(ctx.http, sessions_svc.config_of(row, ctx))
+        result = await provider.connect(ctx.http, _config(ctx, row))
     except (GatewayRejected, GatewayUnavailable, ProviderError) as exc:
         await sessions_svc.set_state(ctx, row.id, state=SessionState.DISCONNECTED, error=exc.reason)
         raise _gateway_error(exc) from exc
@@ -50,7 +60,7 @@ async def refresh_status(ctx: AppContext, row: WhatsAppSession) -> WhatsAppSessi
     """Ask the gateway; a gateway that does not answer leaves the stored state as it was."""
     provider = ctx.provider(row.provider)
     try:
-        state = await provider.status(ctx.http, sessions_svc.config_of(row, ctx))
+        state = await provider.status(ctx.http, _config(ctx, row))
     except ProviderError:
         return row
     if state.value == row.state:
@@ -66,7 +76,7 @@ async def disconnect(
         raise Forbidden("Only administrators can disconnect WhatsApp")
     provider = ctx.provider(row.provider)
     try:
-        await provider.disconnect(ctx.http, sessions_svc.config_of(row, ctx))
+        await provider.disconnect(ctx.http, _config(ctx, row))
     except ProviderError as exc:
         raise _gateway_error(exc) from exc
     return await sessions_svc.set_state(ctx, row.id, state=SessionState.DISCONNECTED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
@@ -239,6 +240,16 @@ def _outbound_media(request: OutboundRequest) -> dict[str, Any] | None:
     }
 
 
+class StatusOutcome(StrEnum):
+    """What a gateway ack did."""
+
+    MOVED = "moved"  # the message's status moved forward
+    STALE = "stale"  # a known message, but the ack is not forward (late or repeated)
+    UNKNOWN = "unknown"  # no message has this id: not ours to track, ignore it
+    EARLY = "early"  # no message has this id yet, but a send of this session is in flight:
+    # the gateway's ack may have overtaken our storing of its id, so ask for a redelivery
+
+
 async def apply_status(
     ctx: AppContext,
     *,
@@ -246,16 +257,36 @@ async def apply_status(
     wamid: str,
     status: MessageStatus,
     error: str | None = None,
-) -> bool:
-    """Move a message's status forward by a gateway ack; False when unknown or not forward."""
+) -> StatusOutcome:
+    """Move a message's status forward by a gateway ack (never backward)."""
 
-    async def work(tx: TenantTx) -> bool:
+    async def work(tx: TenantTx) -> StatusOutcome:
         msg = await _by_wamid(tx, session_row.id, wamid)
         if msg is None:
-            return False
-        return await _advance(tx, msg, status, error)
+            in_flight = await _send_in_flight(tx, session_row.id)
+            return StatusOutcome.EARLY if in_flight else StatusOutcome.UNKNOWN
+        moved = await _advance(tx, msg, status, error)
+        return StatusOutcome.MOVED if moved else StatusOutcome.STALE
 
     return await run_tenant_tx(ctx, session_row.tenant_id, work)
+
+
+async def _send_in_flight(tx: TenantTx, session_id: uuid.UUID) -> bool:
+    """Whether the outbox has claimed a message of this session whose gateway id is not stored
+    yet (being sent, or waiting for a retry)."""
+    stmt = (
+        select(Message.id)
+        .where(
+            Message.session_id == session_id,
+            Message.direction == Direction.OUTBOUND.value,
+            Message.status == MessageStatus.PENDING.value,
+            Message.whatsapp_message_id.is_(None),
+            Message.attempts > 0,
+            Message.next_attempt_at > utcnow(),
+        )
+        .limit(1)
+    )
+    return (await tx.session.execute(stmt)).first() is not None
 
 
 async def _advance(tx: TenantTx, msg: Message, status: MessageStatus, error: str | None) -> bool:
@@ -302,9 +333,19 @@ async def mark_sent(
         msg.next_attempt_at = None
         if jid:
             msg.to_jid = jid
+            await _remember_jid(tx, msg, jid)
         await _advance(tx, msg, MessageStatus.SENT, None)
 
     await run_tenant_tx(ctx, tenant_id, work)
+
+
+async def _remember_jid(tx: TenantTx, msg: Message, jid: str) -> None:
+    """Keep the address the gateway resolved (number check, Cloud's `wa_id`) on the contact, so
+    later sends use it verbatim and skip the check."""
+    conv = await tx.session.get(Conversation, msg.conversation_id)
+    contact = None if conv is None else await tx.session.get(Contact, conv.contact_id)
+    if contact is not None and contact.wa_jid != jid:
+        contact.wa_jid = jid
 
 
 async def mark_failed(

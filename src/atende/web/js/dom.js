@@ -61,3 +61,15 @@ export class Emitter {
     }
   }
 }
+
+const AVATAR_COLORS = ["#25d366", "#34b7f1", "#ff8a65", "#ba68c8", "#4db6ac", "#f06292", "#7986cb", "#ffb74d"];
+
+export function avatar(label) {
+  const text = String(label || "?").trim();
+  const initials = text.replace(/^\+/, "").split(/\s+/).slice(0, 2).map((w) => w[0]).join("").toUpperCase();
+  let hash = 0;
+  for (const ch of text) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  const el = h("span", { class: "avatar" }, initials || "?");
+  el.style.background = AVATAR_COLORS[hash % AVATAR_COLORS.length];
+  return el;
+}

@@ -16,6 +16,8 @@ class Realtime extends Emitter {
   #retryTimer = null;
   #pingTimer = null;
   #wanted = false;
+  #awaitingLive = false;
+  #startedFrom = null;
 
   start() {
     if (this.#wanted) return;
@@ -55,6 +57,7 @@ class Realtime extends Emitter {
     if (!this.#wanted || !token) return;
     this.#setState("connecting");
     const proto = location.protocol === "https:" ? "wss" : "ws";
+    this.#startedFrom = this.lastEventId;
     const query = this.lastEventId === null ? "" : `?last_event_id=${this.lastEventId}`;
     const ws = new WebSocket(`${proto}://${location.host}/api/v1/conversations/ws${query}`);
     this.#ws = ws;
@@ -74,10 +77,19 @@ class Realtime extends Emitter {
       this.lastEventId = Math.max(this.lastEventId ?? 0, frame.event_id);
     }
     if (frame.type === "connected") {
+      // The server subscribes us after its greeting; its answer to a ping comes after that (and
+      // after any replay), so the first pong is the moment this connection is really live.
       this.#attempt = 0;
-      this.#setState("online");
+      this.#awaitingLive = true;
+      this.send({ type: "ping" });
       clearInterval(this.#pingTimer);
       this.#pingTimer = setInterval(() => this.send({ type: "ping" }), PING_EVERY_MS);
+    } else if (frame.type === "pong" && this.#awaitingLive) {
+      this.#awaitingLive = false;
+      this.#setState("online");
+      // Without an event id to resume from, events between the pages' last fetch and now are
+      // unknown: tell them to refetch.
+      if (this.#startedFrom === null) this.emit("resync_required", { reason: "fresh" });
     }
     this.emit(frame.type, frame.data ?? frame);
     this.emit("*", frame);
