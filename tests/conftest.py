@@ -14,7 +14,9 @@ import pytest_asyncio
 from atende.db import migrate
 from tests.harness import Server, Tenant, make_tenant, run_server, settings_for
 
-PG_ADMIN_URL = os.environ.get("ATENDE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "ATENDE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BACKENDS = os.environ.get("ATENDE_TEST_BACKENDS", "sqlite,postgres").split(",")
 
 
@@ -43,7 +45,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def database_url(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
     if backend == "sqlite":
         path = Path(tmp_path_factory.mktemp("db")) / "atende.db"
         url = f"sqlite+aiosqlite:///{path}"

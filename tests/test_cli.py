@@ -16,25 +16,41 @@ import pytest_asyncio
 
 from tests.harness import TEST_JWT_SECRET, WsClient, free_port
 
-COMMANDS = ["serve", "migrate", "create-tenant", "create-user", "create-session", "token", "simulate"]
+COMMANDS = [
+    "serve",
+    "migrate",
+    "create-tenant",
+    "create-user",
+    "create-session",
+    "token",
+    "simulate",
+]
 
 
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATENDE_")}
-    env.update({
-        "ATENDE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-        "ATENDE_JWT_SECRET": TEST_JWT_SECRET,
-        "ATENDE_ENVIRONMENT": "test",
-        "ATENDE_SANDBOX_DELIVERED_AFTER_MS": "10",
-        "ATENDE_SANDBOX_READ_AFTER_MS": "20",
-    })
+    env.update(
+        {
+            "ATENDE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+            "ATENDE_JWT_SECRET": TEST_JWT_SECRET,
+            "ATENDE_ENVIRONMENT": "test",
+            "ATENDE_SANDBOX_DELIVERED_AFTER_MS": "10",
+            "ATENDE_SANDBOX_READ_AFTER_MS": "20",
+        }
+    )
     return env
 
 
 def atende(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "atende", *args], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "atende", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def as_json(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
@@ -51,8 +67,18 @@ def test_every_command_has_help(cli_env: dict[str, str], command: str) -> None:
 
 
 def test_bad_input_gets_a_clear_error(cli_env: dict[str, str]) -> None:
-    result = atende(cli_env, "create-user", "--tenant", "not-a-uuid", "--email", "a@b.c",
-                    "--password", "long-enough", "--role", "admin")
+    result = atende(
+        cli_env,
+        "create-user",
+        "--tenant",
+        "not-a-uuid",
+        "--email",
+        "a@b.c",
+        "--password",
+        "long-enough",
+        "--role",
+        "admin",
+    )
     assert result.returncode != 0 and "--tenant must be a UUID" in result.stderr
     production = {**cli_env, "ATENDE_ENVIRONMENT": "production"}
     production.pop("ATENDE_JWT_SECRET")
@@ -65,8 +91,16 @@ async def served(cli_env: dict[str, str]) -> AsyncIterator[tuple[dict[str, str],
     port = free_port()
     env = {**cli_env, "ATENDE_PUBLIC_URL": f"http://127.0.0.1:{port}", "ATENDE_CREATE_DEMO": "true"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "atende", "serve", "--port", str(port), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "atende",
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         assert proc.stdout is not None
         banner = ""
@@ -102,9 +136,22 @@ async def test_serve_prints_login_and_simulate_reaches_a_socket(
         client = WsClient(ws)
         await client.expect("connected")
         sim = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "atende", "simulate", "--session", "demo", "--messages", "2",
-            "--rate", "50", "--from", "5521999990000", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            sys.executable,
+            "-m",
+            "atende",
+            "simulate",
+            "--session",
+            "demo",
+            "--messages",
+            "2",
+            "--rate",
+            "50",
+            "--from",
+            "5521999990000",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         output, _ = await asyncio.wait_for(sim.communicate(), timeout=60)
         assert sim.returncode == 0, output.decode()
         frames = await client.collect(2, "new_message")
@@ -114,15 +161,53 @@ async def test_serve_prints_login_and_simulate_reaches_a_socket(
 
 def test_create_commands_print_json_and_token_works(cli_env: dict[str, str]) -> None:
     tenant = as_json(atende(cli_env, "create-tenant", "--name", "Clínica", "--json"))
-    user = as_json(atende(cli_env, "create-user", "--tenant", tenant["id"], "--email",
-                          "ana@clinica.test", "--password", "s3nha-forte", "--role", "agent",
-                          "--json"))
-    session = as_json(atende(cli_env, "create-session", "--tenant", tenant["id"], "--provider",
-                             "evolution", "--name", "loja-01", "--base-url", "http://evo.local",
-                             "--api-key", "k", "--option", "evolution_version=v1", "--json"))
+    user = as_json(
+        atende(
+            cli_env,
+            "create-user",
+            "--tenant",
+            tenant["id"],
+            "--email",
+            "ana@clinica.test",
+            "--password",
+            "s3nha-forte",
+            "--role",
+            "agent",
+            "--json",
+        )
+    )
+    session = as_json(
+        atende(
+            cli_env,
+            "create-session",
+            "--tenant",
+            tenant["id"],
+            "--provider",
+            "evolution",
+            "--name",
+            "loja-01",
+            "--base-url",
+            "http://evo.local",
+            "--api-key",
+            "k",
+            "--option",
+            "evolution_version=v1",
+            "--json",
+        )
+    )
     assert user["role"] == "agent" and session["state"] == "disconnected"
-    duplicate = atende(cli_env, "create-user", "--tenant", tenant["id"], "--email",
-                       "ana@clinica.test", "--password", "s3nha-forte", "--role", "agent")
+    duplicate = atende(
+        cli_env,
+        "create-user",
+        "--tenant",
+        tenant["id"],
+        "--email",
+        "ana@clinica.test",
+        "--password",
+        "s3nha-forte",
+        "--role",
+        "agent",
+    )
     assert duplicate.returncode == 1 and "CONFLICT" in duplicate.stderr
     token = atende(cli_env, "token", "--user", user["id"], "--ttl-secs", "60")
     assert token.returncode == 0

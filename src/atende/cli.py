@@ -287,6 +287,25 @@ def _post_messages(
     return failures
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="A short run (about 5 minutes)")] = False,
+    only: Annotated[str | None, typer.Option(help="Scenarios to run, e.g. S1,S3")] = None,
+) -> None:
+    """Run the benchmarks in bench/ (a source checkout) against their bare baselines."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "bench" / "__main__.py").is_file():
+        typer.secho("bench/ is only in a source checkout of Atende", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    argv = [sys.executable, "-m", "bench", *(["--quick"] if quick else [])]
+    argv += ["--only", only] if only else []
+    raise typer.Exit(subprocess.call(argv, cwd=root))
+
+
 def _uuid_arg(value: str, flag: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)

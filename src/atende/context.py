@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from atende import metrics
 from atende.config import Settings
-from atende.db.engine import make_engine, make_sessionmaker
+from atende.db.engine import make_engine, make_reader, make_sessionmaker
 from atende.errors import NotFound
 from atende.events import log as event_log
 from atende.events.bus import Bus, InProcessBus
@@ -33,6 +33,7 @@ class AppContext:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    reader: async_sessionmaker[AsyncSession]  # read-only work; never takes SQLite's write lock
     bus: Bus
     hub: StreamHub
     http: httpx.AsyncClient
@@ -75,13 +76,14 @@ class AppContext:
 def build_context(settings: Settings) -> AppContext:
     engine = make_engine(settings.database_url)
     sessionmaker = make_sessionmaker(engine)
+    reader = make_reader(engine)
 
     async def read_gap(tenant_id: uuid.UUID, after: int, up_to: int) -> list[Event]:
-        async with sessionmaker() as session:
+        async with reader() as session:
             return await event_log.read_range(session, tenant_id, after, up_to)
 
     async def read_counter(tenant_id: uuid.UUID) -> int:
-        async with sessionmaker() as session:
+        async with reader() as session:
             return (await event_log.counters(session, tenant_id))[0]
 
     bus: Bus
@@ -95,6 +97,7 @@ def build_context(settings: Settings) -> AppContext:
         settings=settings,
         engine=engine,
         sessionmaker=sessionmaker,
+        reader=reader,
         bus=bus,
         hub=StreamHub(read_gap, read_counter),
         http=httpx.AsyncClient(timeout=settings.gateway_timeout_secs),

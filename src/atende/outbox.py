@@ -79,7 +79,7 @@ class Outbox:
         wakeup.clear()
 
     async def _next_due_in(self) -> float:
-        async with self.ctx.sessionmaker() as session:
+        async with self.ctx.reader() as session:
             stmt = (
                 select(Message.next_attempt_at)
                 .where(Message.status == MessageStatus.PENDING.value)
@@ -126,14 +126,22 @@ class Outbox:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._release(claimed))
             raise
+        except Exception:
+            # Storing the outcome failed (database down...): the worker must survive; the
+            # claim's lease runs out and the message is tried again.
+            logger.exception("outbox: recording the outcome of %s failed", claimed.message_id)
 
     async def _release(self, claimed: Claimed) -> None:
         async with self.ctx.sessionmaker() as session, session.begin():
             msg = await session.get(Message, claimed.message_id)
-            if msg is not None and msg.status == MessageStatus.PENDING.value:
-                if msg.whatsapp_message_id is None:  # unless an echo or ack already proved it
-                    msg.attempts = max(0, msg.attempts - 1)  # the attempt never finished
-                    msg.next_attempt_at = utcnow()
+            # (A message whose gateway id an echo already brought keeps its lease.)
+            if (
+                msg is not None
+                and msg.status == MessageStatus.PENDING.value
+                and msg.whatsapp_message_id is None
+            ):
+                msg.attempts = max(0, msg.attempts - 1)  # the attempt never finished
+                msg.next_attempt_at = utcnow()
 
     async def _deliver(self, claimed: Claimed) -> None:
         provider = self.ctx.provider(claimed.session.provider.value)

@@ -159,7 +159,7 @@ async def cloud_verify_token_known(ctx: AppContext, token: str) -> bool:
 
     from atende.db.models import WhatsAppSession as Row
 
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         rows = (await session.execute(select(Row).where(Row.provider == "cloud"))).scalars()
         expected = [str((r.options or {}).get("verify_token") or "") for r in rows]
     return any(e and hmac.compare_digest(e.encode(), token.encode()) for e in expected)

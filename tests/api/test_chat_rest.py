@@ -16,19 +16,24 @@ PHONE = "5511987654321"
 
 async def test_login_refresh_and_me(tenant: Tenant) -> None:
     async with tenant.http() as http:
-        bad = await http.post("/api/v1/auth/login",
-                              json={"email": tenant.admin_email, "password": "wrong-password"})
+        bad = await http.post(
+            "/api/v1/auth/login", json={"email": tenant.admin_email, "password": "wrong-password"}
+        )
         assert bad.status_code == 401 and bad.json()["error_code"] == "UNAUTHORIZED"
-        ok = await http.post("/api/v1/auth/login",
-                             json={"email": tenant.admin_email, "password": tenant.password})
+        ok = await http.post(
+            "/api/v1/auth/login", json={"email": tenant.admin_email, "password": tenant.password}
+        )
         assert ok.status_code == 200
         body = ok.json()
         me = await http.get("/api/v1/auth/me", headers=tenant.auth(body["access_token"]))
         assert me.json()["email"] == tenant.admin_email and me.json()["role"] == "admin"
-        renewed = await http.post("/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]})
+        renewed = await http.post(
+            "/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
+        )
         assert renewed.status_code == 200 and renewed.json()["access_token"]
-        wrong_kind = await http.post("/api/v1/auth/refresh",
-                                     json={"refresh_token": body["access_token"]})
+        wrong_kind = await http.post(
+            "/api/v1/auth/refresh", json={"refresh_token": body["access_token"]}
+        )
         assert wrong_kind.status_code == 401
 
 
@@ -45,7 +50,9 @@ async def test_conversations_and_paged_messages_oldest_first(tenant: Tenant) -> 
     for i in range(7):
         assert (await tenant.customer_says(f"m{i}")).status_code == 200
     async with tenant.http() as http:
-        listed = await http.get(f"/api/tenants/{tenant.id}/chat/conversations", headers=tenant.auth())
+        listed = await http.get(
+            f"/api/tenants/{tenant.id}/chat/conversations", headers=tenant.auth()
+        )
         conv = listed.json()["conversations"][0]
         assert conv["phone_number"] == PHONE and conv["unread_count"] == 7
         assert conv["last_message"] == "m6" and conv["name"] == "Maria"
@@ -63,16 +70,21 @@ async def test_conversations_and_paged_messages_oldest_first(tenant: Tenant) -> 
 async def test_send_validates_and_neutralises_html(tenant: Tenant) -> None:
     url = f"/api/tenants/{tenant.id}/chat/send"
     async with tenant.http() as http:
-        long = await http.post(url, json={"phone_number": PHONE, "text": "x" * 4097},
-                               headers=tenant.auth())
-        bad_phone = await http.post(url, json={"phone_number": "123", "text": "oi"},
-                                    headers=tenant.auth())
+        long = await http.post(
+            url, json={"phone_number": PHONE, "text": "x" * 4097}, headers=tenant.auth()
+        )
+        bad_phone = await http.post(
+            url, json={"phone_number": "123", "text": "oi"}, headers=tenant.auth()
+        )
         missing = await http.post(url, json={"phone_number": PHONE}, headers=tenant.auth())
-        ok = await http.post(url, json={"phone_number": PHONE,
-                                        "text": "<script>alert(1)</script><b>Olá</b> & até"},
-                             headers=tenant.auth())
-        page = await http.get(f"/api/tenants/{tenant.id}/chat/conversations/{PHONE}/messages",
-                              headers=tenant.auth())
+        ok = await http.post(
+            url,
+            json={"phone_number": PHONE, "text": "<script>alert(1)</script><b>Olá</b> & até"},
+            headers=tenant.auth(),
+        )
+        page = await http.get(
+            f"/api/tenants/{tenant.id}/chat/conversations/{PHONE}/messages", headers=tenant.auth()
+        )
     assert long.status_code == 400 and long.json()["error_code"] == "MESSAGE_TOO_LONG"
     assert bad_phone.status_code == 400 and bad_phone.json()["error_code"] == "INVALID_PHONE_NUMBER"
     assert missing.status_code == 400
@@ -94,11 +106,11 @@ async def test_unauthenticated_and_cross_tenant_requests_are_refused(
             anonymous = await http.request(method, path, json=body)
             assert anonymous.status_code == 401, path
             assert anonymous.json()["error_code"] == "UNAUTHORIZED"
-            foreign = await http.request(method, path, json=body,
-                                         headers=other_tenant.auth())
+            foreign = await http.request(method, path, json=body, headers=other_tenant.auth())
             assert foreign.status_code == 403, path
-            forged = await http.request(method, path, json=body,
-                                        headers={"Authorization": "Bearer x.y.z"})
+            forged = await http.request(
+                method, path, json=body, headers={"Authorization": "Bearer x.y.z"}
+            )
             assert forged.status_code == 401, path
     await tenant.customer_says("privado")
     async with other_tenant.http() as http:
@@ -110,8 +122,11 @@ async def test_disconnected_whatsapp_answers_503(tenant: Tenant) -> None:
     ctx = tenant.server.ctx
     await sessions_svc.set_state(ctx, tenant.session_id, state=SessionState.DISCONNECTED)
     async with tenant.http() as http:
-        response = await http.post(f"/api/tenants/{tenant.id}/chat/send",
-                                   json={"phone_number": PHONE, "text": "oi"}, headers=tenant.auth())
+        response = await http.post(
+            f"/api/tenants/{tenant.id}/chat/send",
+            json={"phone_number": PHONE, "text": "oi"},
+            headers=tenant.auth(),
+        )
     assert response.status_code == 503
     assert response.json()["error_code"] == "WHATSAPP_DISCONNECTED"
 
@@ -123,8 +138,11 @@ async def test_rate_limit_answers_429_with_retry_after(database_url: str) -> Non
         async with tenant.http() as http:
             codes = []
             for _ in range(4):
-                r = await http.post(f"/api/tenants/{tenant.id}/chat/send",
-                                    json={"phone_number": PHONE, "text": "oi"}, headers=tenant.auth())
+                r = await http.post(
+                    f"/api/tenants/{tenant.id}/chat/send",
+                    json={"phone_number": PHONE, "text": "oi"},
+                    headers=tenant.auth(),
+                )
                 codes.append(r.status_code)
         assert codes == [200, 200, 200, 429]
         body = r.json()
@@ -151,10 +169,18 @@ async def test_unknown_number_creates_lead_and_crm_notification(tenant: Tenant) 
 
     await tenant.customer_says("primeira vez", phone="5521976543210")
     async with tenant.server.ctx.sessionmaker() as session:
-        contact = (await session.execute(
-            select(Contact).where(Contact.tenant_id == tenant.id))).scalar_one()
-        notes = (await session.execute(
-            select(CrmNotification).where(CrmNotification.tenant_id == tenant.id))).scalars().all()
+        contact = (
+            await session.execute(select(Contact).where(Contact.tenant_id == tenant.id))
+        ).scalar_one()
+        notes = (
+            (
+                await session.execute(
+                    select(CrmNotification).where(CrmNotification.tenant_id == tenant.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert (contact.first_name, contact.last_name) == ("Lead", "3210")
     assert (contact.source, contact.lead_status, contact.score) == ("WHATSAPP", "NEW", 50)
     assert [n.title for n in notes] == ["Nova mensagem de 5521976543210"]
@@ -165,8 +191,9 @@ async def test_ninth_digit_variants_are_one_contact(tenant: Tenant) -> None:
     await tenant.customer_says("sem nove", phone="553187654321")  # as WhatsApp addresses it
     await tenant.customer_says("com nove", phone="5531987654321")  # as people type it
     async with tenant.http() as http:
-        listed = (await http.get(f"/api/tenants/{tenant.id}/chat/conversations",
-                                 headers=tenant.auth())).json()["conversations"]
+        listed = (
+            await http.get(f"/api/tenants/{tenant.id}/chat/conversations", headers=tenant.auth())
+        ).json()["conversations"]
     assert len(listed) == 1 and listed[0]["phone_number"] == "5531987654321"
     assert listed[0]["unread_count"] == 2
 
@@ -183,17 +210,25 @@ async def test_new_contact_racing_creates_one_contact_and_one_conversation(tenan
 
 async def test_webhook_errors_change_nothing(tenant: Tenant) -> None:
     async with tenant.http() as http:
-        not_json = await http.post("/api/webhooks/sandbox", content=b"{oops",
-                                   headers={"X-Webhook-Secret": tenant.webhook_secret})
-        no_from = await http.post("/api/webhooks/sandbox", json={"session": tenant.session_name,
-                                                                 "text": "x"},
-                                  headers={"X-Webhook-Secret": tenant.webhook_secret})
-        wrong_secret = await http.post("/api/webhooks/sandbox",
-                                       json={"session": tenant.session_name, "from": PHONE,
-                                             "text": "x"}, headers={"X-Webhook-Secret": "nope"})
-        unknown = await http.post("/api/webhooks/sandbox",
-                                  json={"session": f"ghost-{uuid.uuid4().hex}", "from": PHONE,
-                                        "text": "x"})
+        not_json = await http.post(
+            "/api/webhooks/sandbox",
+            content=b"{oops",
+            headers={"X-Webhook-Secret": tenant.webhook_secret},
+        )
+        no_from = await http.post(
+            "/api/webhooks/sandbox",
+            json={"session": tenant.session_name, "text": "x"},
+            headers={"X-Webhook-Secret": tenant.webhook_secret},
+        )
+        wrong_secret = await http.post(
+            "/api/webhooks/sandbox",
+            json={"session": tenant.session_name, "from": PHONE, "text": "x"},
+            headers={"X-Webhook-Secret": "nope"},
+        )
+        unknown = await http.post(
+            "/api/webhooks/sandbox",
+            json={"session": f"ghost-{uuid.uuid4().hex}", "from": PHONE, "text": "x"},
+        )
         listed = await http.get("/api/v1/conversations", headers=tenant.auth())
     assert not_json.status_code == 400 and not_json.json()["error_code"] == "INVALID_PAYLOAD"
     assert no_from.status_code == 400
@@ -207,12 +242,17 @@ async def test_status_filter(tenant: Tenant, status: str) -> None:
     await tenant.customer_says("oi")
     async with tenant.http() as http:
         conv = (await http.get("/api/v1/conversations", headers=tenant.auth())).json()[0]
-        changed = await http.post(f"/api/v1/conversations/{conv['id']}/status",
-                                  json={"status": status}, headers=tenant.auth())
+        changed = await http.post(
+            f"/api/v1/conversations/{conv['id']}/status",
+            json={"status": status},
+            headers=tenant.auth(),
+        )
         assert changed.status_code == 200 and changed.json()["status"] == status
-        hit = await http.get("/api/v1/conversations", params={"status": status},
-                             headers=tenant.auth())
-        miss = await http.get("/api/v1/conversations", params={"status": "active"},
-                              headers=tenant.auth())
+        hit = await http.get(
+            "/api/v1/conversations", params={"status": status}, headers=tenant.auth()
+        )
+        miss = await http.get(
+            "/api/v1/conversations", params={"status": "active"}, headers=tenant.auth()
+        )
     assert [c["id"] for c in hit.json()] == [conv["id"]]
     assert miss.json() == []

@@ -12,8 +12,13 @@ from tests.harness import Tenant
 
 
 def _event(tenant_id: uuid.UUID, event_id: int) -> Event:
-    return Event(tenant_id=tenant_id, id=event_id, type="typing", data={"n": event_id},
-                 created_at=datetime.now(UTC))
+    return Event(
+        tenant_id=tenant_id,
+        id=event_id,
+        type="typing",
+        data={"n": event_id},
+        created_at=datetime.now(UTC),
+    )
 
 
 class Sink:

@@ -220,9 +220,7 @@ class EvolutionCase(Case):
         return self.fake.ack(wamid, value, version=self.version)
 
     def unknown_session(self, text: str) -> dict[str, Any]:
-        return self.fake.inbound_text(
-            PHONE, text, version=self.version, instance=f"nope-{_hex()}"
-        )
+        return self.fake.inbound_text(PHONE, text, version=self.version, instance=f"nope-{_hex()}")
 
     def malformed(self) -> list[Any]:
         good = self.inbound_text("x")
@@ -438,7 +436,9 @@ class CloudCase(Case):
         return None  # a Cloud API number has no QR: connect just checks the token
 
     def sends(self) -> list[RecordedRequest]:
-        return [r for r in self.fake.requests if r.method == "POST" and r.path.endswith("/messages")]
+        return [
+            r for r in self.fake.requests if r.method == "POST" and r.path.endswith("/messages")
+        ]
 
     def expected_text(self, text: str, *, to: str = PHONE) -> tuple[str, dict[str, Any]]:
         return f"/{self.fake.version}/{self.fake.phone_number_id}/messages", {
@@ -541,7 +541,12 @@ class ConnectionServiceCase(Case):
             "session": self.fake.session,
             "to": f"{to}@s.whatsapp.net",
             "type": "image",
-            "media": {"url": url, "mimetype": "image/jpeg", "filename": filename, "caption": caption},
+            "media": {
+                "url": url,
+                "mimetype": "image/jpeg",
+                "filename": filename,
+                "caption": caption,
+            },
         }
 
     def sent_id(self, answer: Any) -> str:

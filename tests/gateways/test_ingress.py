@@ -132,7 +132,9 @@ async def test_inbound_media_is_served_through_atende(case: Case) -> None:
     key = case.fake.api_key
     assert key not in listed.text and key not in str(frame)
     assert all(key not in value for value in served.headers.values())
-    fetches = [r for r in case.fake.requests if r.method in ("GET", "POST") and r not in case.sends()]
+    fetches = [
+        r for r in case.fake.requests if r.method in ("GET", "POST") and r not in case.sends()
+    ]
     assert fetches and all(r.headers.get(case.auth_header) == case.auth_value() for r in fetches)
 
 

@@ -37,8 +37,9 @@ async def _status(agent: WsClient, message_id: str, status: str) -> dict[str, An
 async def _failed(agent: WsClient, message_id: str) -> dict[str, Any]:
     return await agent.expect(
         "error",
-        lambda f: f["error_code"] == "MESSAGE_SEND_FAILED"
-        and f["details"]["message_id"] == message_id,
+        lambda f: (
+            f["error_code"] == "MESSAGE_SEND_FAILED" and f["details"]["message_id"] == message_id
+        ),
     )
 
 

@@ -131,7 +131,9 @@ async def test_evolution_per_event_sub_paths(case: Case) -> None:
         await _sent(agent, message_id)
         wamid = (await case.message(message_id)).whatsapp_message_id
         assert wamid
-        ack = await case.deliver(case.ack(wamid, "delivered"), url=case.event_url("messages-update"))
+        ack = await case.deliver(
+            case.ack(wamid, "delivered"), url=case.event_url("messages-update")
+        )
         assert ack.status_code == 200 and ack.json()["statuses"] == 1
         await agent.expect("message_delivered")
 

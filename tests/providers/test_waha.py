@@ -406,6 +406,7 @@ async def test_connect_new_session_returns_qr(waha: FakeWaha, client: httpx.Asyn
                 {
                     "url": "https://atende/wh",
                     "events": ["message", "message.any", "message.ack", "session.status"],
+                    "retries": {"policy": "exponential", "delaySeconds": 2, "attempts": 10},
                     "hmac": {"key": "k3y"},
                 }
             ]

@@ -66,8 +66,9 @@ async def test_same_webhook_three_times_at_once_stores_one(tenant: Tenant) -> No
         marker = await client.expect("new_message")
         assert marker["message"]["text"] == "marcador"  # no second copy came before it
     async with tenant.http() as http:
-        page = await http.get(f"/api/tenants/{tenant.id}/chat/conversations/{PHONE}/messages",
-                              headers=tenant.auth())
+        page = await http.get(
+            f"/api/tenants/{tenant.id}/chat/conversations/{PHONE}/messages", headers=tenant.auth()
+        )
     texts = [m["text"] for m in page.json()["messages"]]
     assert texts == ["só uma vez", "marcador"]
 
@@ -95,10 +96,14 @@ async def test_resume_with_last_event_id_gets_exactly_what_was_missed(tenant: Te
         ("not json at all", "INVALID_INPUT"),
         ('{"type": "teleport"}', "INVALID_INPUT"),
         ('{"type": "send_message", "phone_number": "5511987654321"}', "INVALID_INPUT"),
-        ('{"type": "send_message", "phone_number": "5511987654321", "text": "' + "x" * 5000 + '"}',
-         "MESSAGE_TOO_LONG"),
+        (
+            '{"type": "send_message", "phone_number": "5511987654321", "text": "'
+            + "x" * 5000
+            + '"}',
+            "MESSAGE_TOO_LONG",
+        ),
         ('{"type": "send_message", "phone_number": "12ab", "text": "oi"}', "INVALID_PHONE_NUMBER"),
-        ('[1, 2, 3]', "INVALID_INPUT"),
+        ("[1, 2, 3]", "INVALID_INPUT"),
         ('{"type": "mark_as_read"}', "INVALID_INPUT"),
     ],
 )
@@ -114,7 +119,9 @@ async def test_bad_frame_gets_error_and_socket_stays_open(
         pong = await client.expect("pong")
         assert pong["timestamp"].endswith("Z")
     async with tenant.http() as http:
-        listed = await http.get(f"/api/tenants/{tenant.id}/chat/conversations", headers=tenant.auth())
+        listed = await http.get(
+            f"/api/tenants/{tenant.id}/chat/conversations", headers=tenant.auth()
+        )
     assert listed.json()["conversations"] == []  # nothing was stored by any bad frame
 
 
@@ -134,8 +141,13 @@ async def test_bad_and_expired_tokens_close_with_a_reason(tenant: Tenant) -> Non
     base = f"{tenant.server.ws_base}/ws/chat?tenant_id={tenant.id}"
     code, reason = await _close_of(f"{base}&token=garbage")
     assert (code, reason) == (4401, "Invalid token")
-    expired = mint_token(tenant.server.settings, user_id=tenant.admin_id, tenant_id=tenant.id,
-                         role="admin", ttl_secs=-10)
+    expired = mint_token(
+        tenant.server.settings,
+        user_id=tenant.admin_id,
+        tenant_id=tenant.id,
+        role="admin",
+        ttl_secs=-10,
+    )
     code, reason = await _close_of(f"{base}&token={expired}")
     assert (code, reason) == (4401, "Token expired")
     code, reason = await _close_of(base, '{"type": "auth", "token": "nope"}')
@@ -144,7 +156,9 @@ async def test_bad_and_expired_tokens_close_with_a_reason(tenant: Tenant) -> Non
 
 async def test_three_ways_to_authenticate(tenant: Tenant) -> None:
     base = f"{tenant.server.ws_base}/ws/chat?tenant_id={tenant.id}"
-    async with connect(base, additional_headers={"Authorization": f"Bearer {tenant.admin_token}"}) as ws:
+    async with connect(
+        base, additional_headers={"Authorization": f"Bearer {tenant.admin_token}"}
+    ) as ws:
         assert '"connected"' in await asyncio.wait_for(ws.recv(), 10)
     async with connect(base) as ws:
         await ws.send(f'{{"type": "auth", "token": "{tenant.admin_token}"}}')
@@ -226,22 +240,35 @@ async def test_agent_never_sees_a_conversation_assigned_to_someone_else(tenant: 
     from atende.types import Role
 
     ctx = tenant.server.ctx
-    other = await accounts.create_user(ctx, tenant_id=tenant.id, email=f"o-{tenant.id}@t.test",
-                                       password="correct-horse-battery", role=Role.AGENT)
+    other = await accounts.create_user(
+        ctx,
+        tenant_id=tenant.id,
+        email=f"o-{tenant.id}@t.test",
+        password="correct-horse-battery",
+        role=Role.AGENT,
+    )
     other_token = mint_token(ctx.settings, user_id=other.id, tenant_id=tenant.id, role="agent")
     await tenant.customer_says("para o outro agente")
     async with tenant.http() as http:
         conv = (await http.get("/api/v1/conversations", headers=tenant.auth())).json()[0]
-        assigned = await http.post(f"/api/v1/conversations/{conv['id']}/assign",
-                                   json={"user_id": str(other.id)}, headers=tenant.auth())
+        assigned = await http.post(
+            f"/api/v1/conversations/{conv['id']}/assign",
+            json={"user_id": str(other.id)},
+            headers=tenant.auth(),
+        )
         assert assigned.status_code == 200
-        hidden = await http.get(f"/api/v1/conversations/{conv['id']}/messages",
-                                headers=tenant.auth(tenant.agent_token))
+        hidden = await http.get(
+            f"/api/v1/conversations/{conv['id']}/messages", headers=tenant.auth(tenant.agent_token)
+        )
         assert hidden.status_code == 403
-        assert (await http.get("/api/v1/conversations",
-                               headers=tenant.auth(tenant.agent_token))).json() == []
-    async with tenant.chat_socket(tenant.agent_token) as agent, \
-            tenant.chat_socket(other_token) as owner, tenant.chat_socket() as admin:
+        assert (
+            await http.get("/api/v1/conversations", headers=tenant.auth(tenant.agent_token))
+        ).json() == []
+    async with (
+        tenant.chat_socket(tenant.agent_token) as agent,
+        tenant.chat_socket(other_token) as owner,
+        tenant.chat_socket() as admin,
+    ):
         await tenant.customer_says("segredo do atribuído")
         await owner.expect("new_message")
         await admin.expect("new_message")

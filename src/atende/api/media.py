@@ -33,9 +33,8 @@ def _principal(request: Request) -> Principal:
 async def media(message_id: uuid.UUID, request: Request, ctx: CtxDep) -> Response:
     """The file of a media message, fetched from the gateway with the session's key."""
     principal = _principal(request)
-    # One short session (not nested with get_visible's own: on SQLite every transaction takes
-    # the write lock, so a nested one would wait on its parent until the busy timeout).
-    async with ctx.sessionmaker() as session:
+    # A read-only session: it never holds SQLite's write lock, so nothing it calls can wait on it.
+    async with ctx.reader() as session:
         msg = await session.get(Message, message_id)
         if msg is None or msg.tenant_id != principal.tenant_id or not msg.media:
             raise NotFound("Media not found")

@@ -49,7 +49,7 @@ async def _pick_session(
         if not found:
             raise NotFound("This tenant has no sandbox session")
         return found[0]
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         row = await session.get(WhatsAppSession, session_id)
     if row is None or row.tenant_id != tenant_id:
         raise NotFound("Session not found", details={"session_id": str(session_id)})
@@ -97,7 +97,7 @@ async def simulate_customer_message(
 async def _conversation_of(
     ctx: AppContext, session_id: uuid.UUID, provider_message_id: str
 ) -> str | None:
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         stmt = select(Message.conversation_id).where(
             Message.session_id == session_id, Message.whatsapp_message_id == provider_message_id
         )

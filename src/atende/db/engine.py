@@ -11,6 +11,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from atende.config import normalise_database_url
 
+SQLITE_BEGIN_OPTION = "atende_sqlite_begin"
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # one writer at a time: wait for it rather than failing
 
 
@@ -36,10 +37,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
-    # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on the busy timeout
+    # Writers BEGIN IMMEDIATE: they take the write lock up front and queue on the busy timeout,
     # instead of one failing with "database is locked" when it upgrades from read to write.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Readers (the `reader` session factory) BEGIN DEFERRED: under WAL they never wait.
+    mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def make_reader(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for read-only work: on SQLite they never take the write lock."""
+    readonly = engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
+    return async_sessionmaker(readonly, expire_on_commit=False)

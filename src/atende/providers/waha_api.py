@@ -28,6 +28,8 @@ from atende.providers.http import (
 from atende.types import MessageType, SessionState
 
 WEBHOOK_EVENTS = ["message", "message.any", "message.ack", "session.status"]
+# Atende answers 503 to an ack that overtook its own send answer: WAHA must retry, with backoff.
+WEBHOOK_RETRIES = {"policy": "exponential", "delaySeconds": 2, "attempts": 10}
 SESSION_STATE = {
     "STOPPED": SessionState.DISCONNECTED,
     "STARTING": SessionState.CONNECTING,
@@ -149,7 +151,7 @@ def create_body(session: SessionConfig) -> dict[str, Any]:
     body: dict[str, Any] = {"name": session.name, "start": True}
     url = session.options.get("webhook_url")
     if url:
-        webhook: dict[str, Any] = {"url": url, "events": WEBHOOK_EVENTS}
+        webhook: dict[str, Any] = {"url": url, "events": WEBHOOK_EVENTS, "retries": WEBHOOK_RETRIES}
         if session.webhook_secret:
             webhook["hmac"] = {"key": session.webhook_secret}
         body["config"] = {"webhooks": [webhook]}

@@ -133,7 +133,7 @@ class Connection:
         return ok
 
     async def _replay(self, last_event_id: int, live_from: int) -> bool:
-        async with self.ctx.sessionmaker() as session:
+        async with self.ctx.reader() as session:
             current, pruned = await event_log.counters(session, self.principal.tenant_id)
         if last_event_id < pruned or last_event_id > current:
             self.last_sent = max(live_from, self.last_sent)
@@ -141,7 +141,7 @@ class Connection:
         self.last_sent = last_event_id
         cursor = last_event_id
         while True:
-            async with self.ctx.sessionmaker() as session:
+            async with self.ctx.reader() as session:
                 batch = await event_log.read_range(session, self.principal.tenant_id, cursor)
             if not batch:
                 return True

@@ -61,7 +61,7 @@ async def create_user(
 
 
 async def authenticate(ctx: AppContext, *, email: str, password: str) -> User:
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         user = (
             await session.execute(select(User).where(User.email == email.strip().lower()))
         ).scalar_one_or_none()
@@ -72,7 +72,7 @@ async def authenticate(ctx: AppContext, *, email: str, password: str) -> User:
 
 
 async def get_user(ctx: AppContext, user_id: uuid.UUID) -> User:
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         user = await session.get(User, user_id)
     if user is None or not user.is_active:
         raise Unauthorized("User no longer exists")
@@ -80,11 +80,11 @@ async def get_user(ctx: AppContext, user_id: uuid.UUID) -> User:
 
 
 async def list_users(ctx: AppContext, *, tenant_id: uuid.UUID) -> list[User]:
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         stmt = select(User).where(User.tenant_id == tenant_id).order_by(User.name)
         return list((await session.execute(stmt)).scalars())
 
 
 async def count_tenants(ctx: AppContext) -> int:
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         return int((await session.execute(select(func.count(Tenant.id)))).scalar_one())

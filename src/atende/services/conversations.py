@@ -96,7 +96,7 @@ async def list_for(
         stmt = _search(stmt, query.search)
     count_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
     stmt = stmt.order_by(Conversation.last_message_time.desc().nulls_last(), Conversation.id.desc())
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         total = int((await session.execute(count_stmt)).scalar_one())
         rows = (await session.execute(stmt.limit(query.limit).offset(query.offset))).all()
     return [(row[0], row[1]) for row in rows], total
@@ -137,7 +137,7 @@ async def load(
 async def get_visible(
     ctx: AppContext, principal: Principal, conversation_id: uuid.UUID
 ) -> tuple[Conversation, Contact]:
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         conv = await session.get(Conversation, conversation_id)
         if conv is None or conv.tenant_id != principal.tenant_id:
             raise NotFound(
@@ -208,7 +208,7 @@ async def set_status(
 async def unread_total(ctx: AppContext, principal: Principal) -> int:
     stmt = _visible_filter(select(func.coalesce(func.sum(Conversation.unread_count), 0)), principal)
     stmt = stmt.where(Conversation.status != ConversationStatus.CLOSED.value)
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         return int((await session.execute(stmt)).scalar_one())
 
 
@@ -226,6 +226,6 @@ async def find_by_phone(
         (Conversation.status == ConversationStatus.CLOSED.value).asc(),
         Conversation.created_at.desc(),
     ).limit(1)
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         row = (await session.execute(stmt)).first()
     return None if row is None else (row[0], row[1])

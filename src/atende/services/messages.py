@@ -365,7 +365,7 @@ async def page_oldest_first(
     ctx: AppContext, conversation_id: uuid.UUID, *, limit: int, page: int
 ) -> tuple[list[Message], int]:
     """Seed 000 paging: page 1 holds the newest `limit` messages, each page oldest first."""
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         total = int(
             (
                 await session.execute(
@@ -394,7 +394,7 @@ async def before(
     before_id: uuid.UUID | None = None,
 ) -> tuple[list[Message], bool]:
     """Keyset page of older messages (oldest first) ending before `before_id`."""
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         stmt = select(Message).where(Message.conversation_id == conversation_id)
         if before_id is not None:
             anchor = await session.get(Message, before_id)

@@ -76,7 +76,7 @@ async def create_session(
 
 
 async def find_by_name(ctx: AppContext, provider: str, name: str) -> WhatsAppSession | None:
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         stmt = select(WhatsAppSession).where(
             WhatsAppSession.provider == provider, WhatsAppSession.name == name
         )
@@ -84,7 +84,7 @@ async def find_by_name(ctx: AppContext, provider: str, name: str) -> WhatsAppSes
 
 
 async def list_for_tenant(ctx: AppContext, tenant_id: uuid.UUID) -> list[WhatsAppSession]:
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         stmt = (
             select(WhatsAppSession)
             .where(WhatsAppSession.tenant_id == tenant_id)
@@ -130,7 +130,7 @@ async def set_state(
     phone: str | None = None,
 ) -> WhatsAppSession:
     """Record a connection change and tell every agent (`connection_status`)."""
-    async with ctx.sessionmaker() as session:
+    async with ctx.reader() as session:
         row0 = await session.get(WhatsAppSession, session_id)
     if row0 is None:
         raise NotFound("Session not found")
