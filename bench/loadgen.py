@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import random
 import time
@@ -114,9 +115,9 @@ def _openers(spec: Spec) -> list[Callable[[], Awaitable[ClientConnection]]]:
     dialect = spec["dialect"]
     if dialect == "sio":
         base: str = spec["base"]
-        return [lambda t=t: _open_sio(base, t) for t in spec["tokens"]]
+        return [functools.partial(_open_sio, base, str(t)) for t in spec["tokens"]]
     opener = _open_native if dialect == "native" else _open_plain
-    return [lambda u=u: opener(u) for u in spec["urls"]]
+    return [functools.partial(opener, str(u)) for u in spec["urls"]]
 
 
 async def _close_all(sockets: list[ClientConnection]) -> None:
@@ -424,7 +425,7 @@ async def _redis_pubsub(spec: Spec) -> Spec:
             if batch >= 0:
                 p99s.append(_ms(percentile(latencies, 99)))
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await pub.aclose()
         await sub.aclose()
     return {"p99_ms": p99s}

@@ -27,7 +27,7 @@ SIZES = (10, 100, 1000)
 
 
 def run(quick: bool) -> list[Row]:
-    rounds = 10 if quick else 30
+    rounds = 8 if quick else 30
     rows: list[Row] = []
     with pg_database() as db:
         env = atende_env(db)

@@ -26,7 +26,7 @@ RATES = (50, 200)
 
 
 def run(quick: bool) -> list[Row]:
-    duration = 2.0 if quick else 8.0
+    duration = 1.0 if quick else 5.0
     runs: dict[tuple[int, str], list[Spec]] = {(r, t): [] for r in RATES for t in ("a", "b")}
     with pg_database() as db:
         env = atende_env(db)

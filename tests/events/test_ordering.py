@@ -1,4 +1,4 @@
-"""Event ids: strictly increasing per tenant, delivered in order even when published out of order."""
+"""Event ids: strictly increasing per tenant, delivered in order even when published late."""
 
 from __future__ import annotations
 
