@@ -36,6 +36,7 @@ def run(quick: bool) -> list[Row]:
     top = levels[-1]
     results: dict[str, list[list[float]]] = {"native": [], "sio": [], "raw": []}
     rates: dict[str, list[float]] = {k: [] for k in results}
+    failed: dict[str, int] = {k: 0 for k in results}
     sio_missing = False
     with pg_database() as db:
         env = atende_env(db)
@@ -59,6 +60,7 @@ def run(quick: bool) -> list[Row]:
                     out = run_in_process(loadgen.idle_memory, spec, timeout=1800)
                     rss, counts = out["rss"], out["open"]
                     rates[target].append(float(out["connect_rate"]))
+                    failed[target] += int(out["failed"])
                     if quick:  # three batches on one server: growth per socket of each
                         results[target] += [
                             [(rss[i + 1] - rss[i]) / max(1, counts[i + 1] - counts[i])]
@@ -105,6 +107,7 @@ def run(quick: bool) -> list[Row]:
                     median(rates["raw"]),
                     "higher",
                     "raw websockets",
+                    f"{failed[target]} sockets failed to open" if failed[target] else "",
                     samples={"atende": rates[target], "baseline": rates["raw"]},
                 )
             )
