@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     ws_idle_timeout_secs: float = 300.0  # seed 000: inactivity timeout of 5 minutes
     ws_auth_timeout_secs: float = 10.0  # time allowed for a first-message `auth`
     ws_send_queue_max: int = 1000  # events queued for one slow socket before it is dropped
+    ws_frames_per_sec: float = 20.0  # client frames per socket; far above any human agent
+    ws_frames_burst: float = 40.0
     event_retention_hours: float = 72.0  # how far back `last_event_id` can resume
     max_text_chars: int = 4096  # seed 000
 

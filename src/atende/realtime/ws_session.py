@@ -44,7 +44,7 @@ class WsSession:
         self.ws = websocket
         self.principal = principal
         self.conn = Connection(ctx, principal, render, websocket.send_text, dialect=self.dialect)
-        self.budget = FrameBudget()
+        self.budget = FrameBudget(ctx.settings.ws_frames_per_sec, ctx.settings.ws_frames_burst)
 
     async def run(self) -> None:
         writer = asyncio.create_task(self.conn.writer())

@@ -48,6 +48,7 @@ async def get_or_open(
         session_id=session_id,
         status=ConversationStatus.ACTIVE.value,
         unread_count=0,
+        last_message_time=utcnow(),
     )
     tx.session.add(conv)
     await tx.session.flush()
@@ -95,7 +96,9 @@ async def list_for(
     if query.search:
         stmt = _search(stmt, query.search)
     count_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
-    stmt = stmt.order_by(Conversation.last_message_time.desc().nulls_last(), Conversation.id.desc())
+    # Plain DESC on both columns: a backward scan of ix_conversations_tenant_recent, no sort.
+    # (`NULLS LAST` would defeat the index; a conversation has a last_message_time from birth.)
+    stmt = stmt.order_by(Conversation.last_message_time.desc(), Conversation.id.desc())
     async with ctx.reader() as session:
         total = int((await session.execute(count_stmt)).scalar_one())
         rows = (await session.execute(stmt.limit(query.limit).offset(query.offset))).all()
