@@ -24,6 +24,7 @@ from atende.errors import AtendeError
 from atende.events import log as event_log
 from atende.logs import install_redaction
 from atende.outbox import Outbox
+from atende.providers import PROVIDERS
 from atende.providers.sandbox import SandboxProvider
 from atende.realtime import atendimento_ws, conversations_ws, presence, socketio_server
 from atende.services import messages as messages_svc
@@ -50,12 +51,7 @@ _STATUS_CODES = {
 
 def install_providers(ctx: AppContext) -> None:
     """The gateways, plus the sandbox whose acks travel the same status path as webhooks."""
-    try:
-        from atende.providers import PROVIDERS
-
-        ctx.providers.update(PROVIDERS)
-    except ImportError:
-        logger.warning("gateway providers are not available; only the sandbox works")
+    ctx.providers.update(PROVIDERS)
 
     async def sandbox_ack(session_name: str, wamid: str, status: MessageStatus) -> None:
         row = await sessions_svc.find_by_name(ctx, ProviderName.SANDBOX.value, session_name)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -224,6 +224,4 @@ def _claimed(msg: Message, sess: WhatsAppSession, contact: Contact, ctx: AppCont
 
 
 def _with_jid(outbound: OutboundMessage, jid: str) -> OutboundMessage:
-    from dataclasses import replace
-
     return replace(outbound, to_jid=jid)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from atende.context import AppContext
 from atende.db.models import WhatsAppSession
 from atende.errors import AtendeError, InvalidInput, NotFound, Unauthorized
+from atende.providers import detect_provider
 from atende.providers.base import (
     ConnectionUpdate,
     InboundMessage,
@@ -63,8 +66,6 @@ def decode_json(raw_body: bytes) -> Any:
 
 
 def detect(ctx: AppContext, payload: Any) -> Provider:
-    from atende.providers import detect_provider
-
     provider = detect_provider(payload)
     if provider is None:
         raise InvalidPayload("Body is not of any supported provider's webhook shape")
@@ -153,13 +154,11 @@ async def _apply(
 
 async def cloud_verify_token_known(ctx: AppContext, token: str) -> bool:
     """Whether any Cloud API session was configured with this verify token."""
-    import hmac
-
-    from sqlalchemy import select
-
-    from atende.db.models import WhatsAppSession as Row
-
     async with ctx.reader() as session:
-        rows = (await session.execute(select(Row).where(Row.provider == "cloud"))).scalars()
+        rows = (
+            await session.execute(
+                select(WhatsAppSession).where(WhatsAppSession.provider == "cloud")
+            )
+        ).scalars()
         expected = [str((r.options or {}).get("verify_token") or "") for r in rows]
     return any(e and hmac.compare_digest(e.encode(), token.encode()) for e in expected)

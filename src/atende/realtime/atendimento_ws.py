@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from atende.context import AppContext
-from atende.errors import AtendeError, Forbidden, InvalidInput, Unauthorized
+from atende.errors import Forbidden, InvalidInput
 from atende.events.model import Event, EventType
 from atende.realtime import auth as ws_auth
 from atende.realtime.connection import RenderCache, now_iso
-from atende.realtime.ws_session import WsSession, close_socket, dump, required_str
+from atende.realtime.ws_session import WsSession, close_socket, dump, open_socket, required_str
 from atende.services import chat as chat_svc
 from atende.services import conversations as conv_svc
 from atende.services.auth import Principal
@@ -138,23 +138,11 @@ _render_cached = RenderCache(render)
 
 @router.websocket("/ws/chat")
 async def atendimento_socket(websocket: WebSocket) -> None:
-    ctx: AppContext = websocket.app.state.ctx
-    if not ws_auth.origin_allowed(ctx.settings, websocket):
-        await websocket.close(code=ws_auth.CLOSE_FORBIDDEN, reason="Origin not allowed")
-        return
-    await websocket.accept()
-    try:
-        principal = await _authenticate(ctx, websocket)
-    except AtendeError as exc:
-        await close_socket(
-            websocket,
-            ws_auth.CLOSE_UNAUTHORIZED
-            if isinstance(exc, Unauthorized)
-            else ws_auth.CLOSE_FORBIDDEN,
-            exc.message,
-        )
-        return
-    await AtendimentoSession(ctx, websocket, principal, _render_cached).run()
+    principal = await open_socket(websocket, _authenticate)
+    if principal is not None:
+        await AtendimentoSession(
+            websocket.app.state.ctx, websocket, principal, _render_cached
+        ).run()
 
 
 async def _authenticate(ctx: AppContext, websocket: WebSocket) -> Principal:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from atende.context import AppContext
-from atende.errors import AtendeError, InvalidInput, RateLimitExceeded
+from atende.errors import AtendeError, InvalidInput, RateLimitExceeded, Unauthorized
 from atende.realtime import auth as ws_auth
 from atende.realtime.connection import Connection, Renderer, now_iso
 from atende.realtime.flood import FrameBudget
@@ -30,6 +31,25 @@ async def close_socket(websocket: WebSocket, code: int, reason: str) -> None:
     if websocket.client_state != WebSocketState.DISCONNECTED:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close(code=code, reason=ws_auth.close_reason(reason))
+
+
+Authenticate = Callable[[AppContext, WebSocket], Awaitable[Principal]]
+
+
+async def open_socket(websocket: WebSocket, authenticate: Authenticate) -> Principal | None:
+    """Origin check, accept, authenticate; a refused socket is closed with a clear reason."""
+    ctx: AppContext = websocket.app.state.ctx
+    if not ws_auth.origin_allowed(ctx.settings, websocket):
+        await websocket.close(code=ws_auth.CLOSE_FORBIDDEN, reason="Origin not allowed")
+        return None
+    await websocket.accept()
+    try:
+        return await authenticate(ctx, websocket)
+    except AtendeError as exc:
+        unauthorized = isinstance(exc, Unauthorized)
+        code = ws_auth.CLOSE_UNAUTHORIZED if unauthorized else ws_auth.CLOSE_FORBIDDEN
+        await close_socket(websocket, code, exc.message)
+        return None
 
 
 class WsSession:

@@ -13,6 +13,7 @@ from atende.db.models import Contact, Conversation, Message, User
 from atende.db.types import utcnow
 from atende.errors import Forbidden, InvalidInput, NotFound
 from atende.events.model import EventType
+from atende.phone import variants
 from atende.services.auth import Principal
 from atende.services.render import conversation_public
 from atende.services.tx import TenantTx, run_tenant_tx
@@ -219,8 +220,6 @@ async def find_by_phone(
     ctx: AppContext, principal: Principal, phone: str
 ) -> tuple[Conversation, Contact] | None:
     """The most recent visible conversation of the contact with this canonical phone."""
-    from atende.phone import variants
-
     stmt = _visible_filter(
         select(Conversation, Contact).join(Contact, Contact.id == Conversation.contact_id),
         principal,

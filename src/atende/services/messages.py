@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 from atende.context import AppContext
 from atende.db.models import Contact, Conversation, Message, WhatsAppSession
 from atende.db.types import utcnow
-from atende.errors import InvalidInput
+from atende.errors import Forbidden, InvalidInput
 from atende.events.model import EventType
 from atende.phone import digits_of, normalise
 from atende.providers.base import InboundMessage
@@ -169,7 +170,7 @@ async def create_outbound(
     request: OutboundRequest,
     conversation_id: uuid.UUID | None = None,
     phone: str | None = None,
-    can_see: Any = None,
+    can_see: Callable[[Conversation], bool] | None = None,
 ) -> dict[str, Any]:
     """Store an agent's message as `pending` (the outbox sends it) and tell every agent."""
     if request.message_type == MessageType.TEXT and not request.text:
@@ -182,10 +183,7 @@ async def create_outbound(
             conv = await tx.session.get(Conversation, conversation_id)
             if conv is None or conv.tenant_id != tenant_id:
                 raise InvalidInput("Conversation not found")
-            if can_see is not None and not can_see(conv):
-                from atende.errors import Forbidden
-
-                raise Forbidden("This conversation is assigned to another agent")
+            _require_visible(conv, can_see)
             contact = await tx.session.get(Contact, conv.contact_id)
             assert contact is not None
             if conv.status == ConversationStatus.CLOSED.value:
@@ -196,10 +194,7 @@ async def create_outbound(
                 tx, phone=phone, wa_jid=None, push_name=None
             )
             conv, _ = await conv_svc.get_or_open(tx, contact=contact, session_id=session_row.id)
-            if can_see is not None and not can_see(conv):
-                from atende.errors import Forbidden
-
-                raise Forbidden("This conversation is assigned to another agent")
+            _require_visible(conv, can_see)
         msg = Message(
             tenant_id=tenant_id,
             conversation_id=conv.id,
@@ -227,6 +222,11 @@ async def create_outbound(
     result = await run_tenant_tx(ctx, tenant_id, work)
     ctx.outbox_wakeup.set()
     return result
+
+
+def _require_visible(conv: Conversation, can_see: Callable[[Conversation], bool] | None) -> None:
+    if can_see is not None and not can_see(conv):
+        raise Forbidden("This conversation is assigned to another agent")
 
 
 def _outbound_media(request: OutboundRequest) -> dict[str, Any] | None:
