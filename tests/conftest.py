@@ -76,3 +76,13 @@ async def tenant(server: Server) -> Tenant:
 @pytest_asyncio.fixture(loop_scope="session")
 async def other_tenant(server: Server) -> Tenant:
     return await make_tenant(server, name="Other")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The chaos and abuse suite's one line per test (see tests/chaos/summary.py)."""
+    from tests.chaos.summary import LINES
+
+    if LINES:
+        terminalreporter.section("chaos summary")
+        for line in LINES:
+            terminalreporter.write_line(line)

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.chaos.proc import ServeProcess, base_env, cli, cli_token
+from tests.chaos.summary import report
 
 TOTAL = int(os.environ.get("ATENDE_CHAOS_MESSAGES", "10000"))
 REPEAT_SHARE = 0.10
@@ -168,10 +169,14 @@ async def test_ten_thousand_webhooks_survive_two_sigkills(tmp_path: Path) -> Non
         await server.stop()
     stored = sqlite3.connect(db).execute("SELECT count(*), count(DISTINCT text) FROM messages")
     count, distinct = stored.fetchone()
-    print(
-        f"\nchaos webhooks: delivered {len(todo)} ({len(todo) - TOTAL} repeats), "
-        f"{gateway.retries} gateway retries, 2 SIGKILLs; stored {count}, agent received "
-        f"{len(agent.texts)} after {agent.reconnects} reconnects; lost {TOTAL - distinct}"
+    report(
+        "chaos webhooks",
+        f"{len(todo)} deliveries ({len(todo) - TOTAL} repeats), {gateway.retries} gateway "
+        f"retries, 2 SIGKILLs; stored {count}, agent received {len(agent.texts)} after "
+        f"{agent.reconnects} reconnects",
+        "nothing"
+        if distinct == TOTAL and len(set(agent.texts)) == TOTAL
+        else f"{TOTAL - distinct} stored, {TOTAL - len(set(agent.texts))} delivered",
     )
     assert (count, distinct) == (TOTAL, TOTAL)
     assert len(agent.texts) == TOTAL and len(set(agent.texts)) == TOTAL  # every one, none twice
