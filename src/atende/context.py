@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from atende import metrics
 from atende.config import Settings
 from atende.db.engine import make_engine, make_reader, make_sessionmaker
+from atende.db.models import WhatsAppSession
 from atende.errors import NotFound
 from atende.events import log as event_log
 from atende.events.bus import Bus, InProcessBus
@@ -42,6 +43,10 @@ class AppContext:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     providers: dict[ProviderName, Provider] = field(default_factory=dict)
     limiter: SendLimiter | None = None
+    # (provider, name) → (monotonic time, row), see services.sessions.find_for_webhook
+    session_cache: dict[tuple[str, str], tuple[float, WhatsAppSession]] = field(
+        default_factory=dict
+    )
 
     def provider(self, name: str) -> Provider:
         try:

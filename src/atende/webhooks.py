@@ -60,9 +60,23 @@ class WebhookOutcome:
 
 def decode_json(raw_body: bytes) -> Any:
     try:
-        return orjson.loads(raw_body)
+        payload = orjson.loads(raw_body)
     except orjson.JSONDecodeError as exc:
         raise InvalidPayload("Body is not valid JSON") from exc
+    # PostgreSQL text can not hold U+0000: a message carrying one failed to store with a 500,
+    # which the gateway retried forever. The character means nothing in a chat; drop it.
+    # (Signatures are checked on the raw bytes, so this does not affect them.)
+    return _without_nul(payload) if b"\\u0000" in raw_body else payload
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def detect(ctx: AppContext, payload: Any) -> Provider:
@@ -112,7 +126,7 @@ async def _sessions_for(
         raise InvalidPayload(f"Malformed {provider.name.value} webhook: {exc.reason}") from exc
     found: dict[str, WhatsAppSession] = {}
     for name in dict.fromkeys(names):
-        row = await sessions_svc.find_by_name(ctx, provider.name.value, name)
+        row = await sessions_svc.find_for_webhook(ctx, provider.name.value, name)
         if row is None:
             raise NotFound(
                 f"Unknown {provider.name.value} session", details={"session": str(name)[:100]}

@@ -22,7 +22,12 @@ def make_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pool_pre_ping: it costs a round trip on every checkout, i.e. on every webhook. After a
+    # PostgreSQL restart the first statement on a stale connection fails instead; SQLAlchemy
+    # then invalidates the whole pool, so one request gets an error (a webhook's gateway retries
+    # it) and the next ones get fresh connections. pool_recycle retires idle connections that a
+    # firewall or pgbouncer may have cut.
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:

@@ -35,7 +35,7 @@ async def get_or_create_contact(
     """
     contact = await find_contact(tx, phone)
     if contact is not None:
-        _refresh(contact, wa_jid=wa_jid, push_name=push_name)
+        refresh(contact, wa_jid=wa_jid, push_name=push_name)
         return contact, False
     contact = Contact(
         tenant_id=tx.tenant_id,
@@ -54,7 +54,8 @@ async def get_or_create_contact(
     return contact, True
 
 
-def _refresh(contact: Contact, *, wa_jid: str | None, push_name: str | None) -> None:
+def refresh(contact: Contact, *, wa_jid: str | None, push_name: str | None) -> None:
+    """Keep what the gateway last told us about the contact."""
     # The gateway's latest address wins: it is what WhatsApp accepts for replies.
     if wa_jid and contact.wa_jid != wa_jid:
         contact.wa_jid = wa_jid

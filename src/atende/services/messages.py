@@ -9,14 +9,14 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from atende.context import AppContext
 from atende.db.models import Contact, Conversation, Message, WhatsAppSession
 from atende.db.types import utcnow
 from atende.errors import Forbidden, InvalidInput
 from atende.events.model import EventType
-from atende.phone import digits_of, normalise
+from atende.phone import digits_of, normalise, variants
 from atende.providers.base import InboundMessage
 from atende.services import contacts as contacts_svc
 from atende.services import conversations as conv_svc
@@ -71,20 +71,27 @@ async def ingest_inbound(
     key = contact_key(item)
 
     async def work(tx: TenantTx) -> IngestResult:
-        existing = await _by_wamid(tx, session_row.id, item.provider_message_id)
+        existing = await _id_by_wamid(tx, session_row.id, item.provider_message_id)
         if existing is not None:
-            return IngestResult(existing.id, created=False)
-        contact, _ = await contacts_svc.get_or_create_contact(
-            tx, phone=key, wa_jid=item.chat_jid, push_name=None if item.from_me else item.push_name
-        )
-        conv, _ = await conv_svc.get_or_open(tx, contact=contact, session_id=session_row.id)
+            return IngestResult(existing, created=False)
+        push_name = None if item.from_me else item.push_name
+        contact, conv = await _contact_and_open_conversation(tx, key, session_row.id)
+        if contact is not None:
+            contacts_svc.refresh(contact, wa_jid=item.chat_jid, push_name=push_name)
+        else:
+            contact, _ = await contacts_svc.get_or_create_contact(
+                tx, phone=key, wa_jid=item.chat_jid, push_name=push_name
+            )
+        if conv is None:
+            conv, _ = await conv_svc.get_or_open(tx, contact=contact, session_id=session_row.id)
         if item.from_me:
             echo = await _match_echo(tx, conv, item)
             if echo is not None:
                 return IngestResult(echo.id, created=False)
+        # No flush here: the row's id and defaults are set in Python, so the INSERT rides the
+        # transaction's single flush in `TenantTx.finish` with the conversation's UPDATE.
         msg = _inbound_row(tx.tenant_id, session_row.id, conv.id, item)
         tx.session.add(msg)
-        await tx.session.flush()
         _touch(conv, msg)
         if not item.from_me:
             conv.unread_count += 1
@@ -107,6 +114,7 @@ def _inbound_row(
             "caption": item.media.caption,
         }
     return Message(
+        id=uuid.uuid4(),
         tenant_id=tenant_id,
         conversation_id=conv_id,
         session_id=session_id,
@@ -121,6 +129,40 @@ def _inbound_row(
         created_at=utcnow(),
         sent_at=item.timestamp,
     )
+
+
+async def _contact_and_open_conversation(
+    tx: TenantTx, phone: str, session_id: uuid.UUID
+) -> tuple[Contact | None, Conversation | None]:
+    """The steady state of ingest in one query: the known contact and its open conversation.
+    Either may be missing; the caller then takes the slower create-or-open paths."""
+    stmt = (
+        select(Contact, Conversation)
+        .outerjoin(
+            Conversation,
+            and_(
+                Conversation.contact_id == Contact.id,
+                Conversation.status != ConversationStatus.CLOSED.value,
+            ),
+        )
+        .where(Contact.tenant_id == tx.tenant_id, Contact.phone.in_(variants(phone)))
+        .limit(1)
+    )
+    row = (await tx.session.execute(stmt)).first()
+    if row is None:
+        return None, None
+    contact, conv = row[0], row[1]
+    if conv is not None and conv.session_id is None:
+        conv.session_id = session_id
+    return contact, conv
+
+
+async def _id_by_wamid(tx: TenantTx, session_id: uuid.UUID, wamid: str) -> uuid.UUID | None:
+    """The dedupe probe of every inbound webhook: the id alone, no ORM object to build."""
+    stmt = select(Message.id).where(
+        Message.session_id == session_id, Message.whatsapp_message_id == wamid
+    )
+    return (await tx.session.execute(stmt)).scalar_one_or_none()
 
 
 async def _by_wamid(tx: TenantTx, session_id: uuid.UUID, wamid: str) -> Message | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -75,12 +76,31 @@ async def create_session(
     return row
 
 
+SESSION_CACHE_SECS = 5.0
+
+
 async def find_by_name(ctx: AppContext, provider: str, name: str) -> WhatsAppSession | None:
     async with ctx.reader() as session:
         stmt = select(WhatsAppSession).where(
             WhatsAppSession.provider == provider, WhatsAppSession.name == name
         )
         return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_for_webhook(ctx: AppContext, provider: str, name: str) -> WhatsAppSession | None:
+    """`find_by_name` behind a short per-instance cache: every webhook needs its session, and a
+    session's identity and credentials never change after creation (only its connection state
+    does, which webhook handling does not read), so a few seconds of reuse is safe and saves a
+    database round trip per webhook. Unknown names are not cached."""
+    key = (provider, name)
+    now = time.monotonic()
+    hit = ctx.session_cache.get(key)
+    if hit is not None and now - hit[0] < SESSION_CACHE_SECS:
+        return hit[1]
+    row = await find_by_name(ctx, provider, name)
+    if row is not None:
+        ctx.session_cache[key] = (now, row)
+    return row
 
 
 async def list_for_tenant(ctx: AppContext, tenant_id: uuid.UUID) -> list[WhatsAppSession]:

@@ -54,13 +54,13 @@ class TenantTx:
             conversation_id=conversation_id,
             visible_to=visible_to,
         )
-        event_log.add_event(self.session, event)
         self.events.append(event)
         return event
 
     async def finish(self) -> None:
         if self.events and self._last_id is not None:
             await self.session.flush()
+            await event_log.store_events(self.session, self.events)
             await event_log.store_counter(self.session, self.tenant_id, self._last_id)
 
 
