@@ -225,15 +225,23 @@ async def _idle_memory(spec: Spec) -> Spec:
     sockets: list[ClientConnection] = []
     connect_secs = 0.0
     failed = 0
+    keepers: list[asyncio.Task[None]] = []
     for level in spec["levels"]:
         started = time.perf_counter()
         opened, missed = await _connect_tolerant(openers[len(sockets) + failed : int(level)])
+        if spec["dialect"] == "sio":
+            # An idle Socket.IO client still answers Engine.IO pings; one that does not is
+            # disconnected after pingInterval + pingTimeout, which is not "idle" any more.
+            keepers += [asyncio.create_task(_answer_pings(ws)) for ws in opened]
         sockets += opened
         failed += missed
         connect_secs += time.perf_counter() - started
         await asyncio.sleep(float(spec.get("settle", 1.5)))
         rss.append(rss_bytes(pid))
         counts.append(sum(1 for ws in sockets if ws.close_code is None))
+    for task in keepers:
+        task.cancel()
+    await asyncio.gather(*keepers, return_exceptions=True)
     await _close_all(sockets)
     return {
         "rss": rss,
@@ -241,6 +249,13 @@ async def _idle_memory(spec: Spec) -> Spec:
         "failed": failed,
         "connect_rate": len(sockets) / connect_secs,
     }
+
+
+async def _answer_pings(ws: ClientConnection) -> None:
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async for frame in ws:
+            if frame == "2":
+                await ws.send("3")
 
 
 # S3 / S4 / S8: fan-out of single messages -----------------------------------------------------

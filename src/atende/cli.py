@@ -199,6 +199,7 @@ def serve(
         host=bind_host,
         port=bind_port,
         log_level="info",
+        ws=settings.ws_impl,
         ws_per_message_deflate=False,  # ~300 KiB per socket otherwise (SPEC §9)
         proxy_headers=True,
     )

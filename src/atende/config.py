@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     ws_send_queue_max: int = 1000  # events queued for one slow socket before it is dropped
     ws_frames_per_sec: float = 20.0  # client frames per socket; far above any human agent
     ws_frames_burst: float = 40.0
+    # uvicorn's WebSocket implementation. The sans-I/O one runs no tasks of its own per socket
+    # (the older `websockets` protocol runs three), which is most of an idle socket's memory.
+    ws_impl: Literal["websockets-sansio", "websockets", "wsproto"] = "websockets-sansio"
     event_retention_hours: float = 72.0  # how far back `last_event_id` can resume
     max_text_chars: int = 4096  # seed 000
 
