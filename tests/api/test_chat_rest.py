@@ -256,3 +256,31 @@ async def test_status_filter(tenant: Tenant, status: str) -> None:
         )
     assert [c["id"] for c in hit.json()] == [conv["id"]]
     assert miss.json() == []
+
+
+async def test_conversation_list_total_follows_filters_and_visibility(tenant: Tenant) -> None:
+    """X-Total-Count counts what the same filters would list, for admins and for agents."""
+    for i, name in enumerate(("Ana", "Bruno", "Carla")):
+        await tenant.customer_says(f"oi {i}", phone=f"551191234000{i}", push_name=name)
+    async with tenant.http() as http:
+        listed = (await http.get("/api/v1/conversations", headers=tenant.auth())).json()
+        ana = next(c for c in listed if c["contact"]["push_name"] == "Ana")
+        assigned = await http.post(
+            f"/api/v1/conversations/{ana['id']}/assign",
+            json={"user_id": str(tenant.admin_id)},
+            headers=tenant.auth(),
+        )
+        assert assigned.status_code == 200
+        cases = [
+            ("", tenant.admin_token, 3),
+            ("?limit=1", tenant.admin_token, 3),
+            ("?status=assigned", tenant.admin_token, 1),
+            ("?search=bruno", tenant.admin_token, 1),
+            ("?search=zzz", tenant.admin_token, 0),
+            ("", tenant.agent_token, 2),  # the agent does not see Ana's, assigned to the admin
+        ]
+        for query, token, total in cases:
+            response = await http.get(f"/api/v1/conversations{query}", headers=tenant.auth(token))
+            assert response.status_code == 200
+            assert int(response.headers["X-Total-Count"]) == total, query
+            assert len(response.json()) == min(total, 1 if "limit=1" in query else total)

@@ -96,7 +96,7 @@ async def list_for(
         stmt = stmt.where(Conversation.status == query.status.value)
     if query.search:
         stmt = _search(stmt, query.search)
-    count_stmt = select(func.count()).select_from(stmt.order_by(None).subquery())
+    count_stmt = _count(principal, query)
     # Plain DESC on both columns: a backward scan of ix_conversations_tenant_recent, no sort.
     # (`NULLS LAST` would defeat the index; a conversation has a last_message_time from birth.)
     stmt = stmt.order_by(Conversation.last_message_time.desc(), Conversation.id.desc())
@@ -104,6 +104,19 @@ async def list_for(
         total = int((await session.execute(count_stmt)).scalar_one())
         rows = (await session.execute(stmt.limit(query.limit).offset(query.offset))).all()
     return [(row[0], row[1]) for row in rows], total
+
+
+def _count(principal: Principal, query: ConversationQuery) -> Any:
+    """The list's total. Without a search it counts conversations alone: joining every contact
+    just to count cost more than the page itself (12 ms of 30 at 10k conversations)."""
+    if query.search:
+        base = select(Conversation.id).join(Contact, Contact.id == Conversation.contact_id)
+        base = _search(_visible_filter(base, principal), query.search)
+    else:
+        base = _visible_filter(select(Conversation.id), principal)
+    if query.status is not None:
+        base = base.where(Conversation.status == query.status.value)
+    return select(func.count()).select_from(base.subquery())
 
 
 def _search(stmt: Any, term: str) -> Any:
