@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 
 from atende import metrics
 from atende.api import auth, chat, conversations, health, webhooks
+from atende.api.deps import ERROR_RESPONSES, refuse_nul_characters
 from atende.config import Settings
 from atende.context import AppContext, build_context
 from atende.errors import AtendeError
@@ -37,6 +38,7 @@ PRUNE_EVERY_SECS = 600.0
 SANDBOX_ACK_RETRIES = 100
 SANDBOX_ACK_RETRY_SECS = 0.05
 
+API_GUARDS = [Depends(refuse_nul_characters)]
 _STATUS_CODES = {
     400: "INVALID_INPUT",
     401: "UNAUTHORIZED",
@@ -121,8 +123,11 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["*"],
     )
     _install_error_handlers(app)
-    for module in (health, auth, chat, conversations, webhooks):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (auth, chat, conversations):
+        app.include_router(module.router, responses=ERROR_RESPONSES, dependencies=API_GUARDS)
+    # No NUL guard on webhooks: a gateway does not resend a 400, so they drop U+0000 instead.
+    app.include_router(webhooks.router, responses=ERROR_RESPONSES)
     app.include_router(atendimento_ws.router)
     app.include_router(conversations_ws.router)
     _mount_extras(app, settings)
@@ -140,7 +145,7 @@ def _mount_extras(app: FastAPI, settings: Settings) -> None:
             module = __import__(name, fromlist=["router"])
         except ImportError:
             continue
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES, dependencies=API_GUARDS)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -19,6 +19,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every refused REST request, as the OpenAPI documents it."""
+
+    error_code: str
+    message: str
+    details: dict[str, Any] | None = None
+    retry_after: int | None = None
+
 
 class AtendeError(Exception):
     error_code: ClassVar[str] = "INTERNAL_ERROR"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -77,7 +77,8 @@ REDIS_PUBLISH_FAILURES = Counter(
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/metrics", include_in_schema=True)
+# PlainTextResponse documents the text exposition format (not the default application/json).
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics() -> Response:
     """Prometheus text exposition of this instance's metrics."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from atende.api.deps import CtxDep, CurrentPrincipal, same_tenant
+from atende.api.deps import MAX_OFFSET, MAX_PAGE, CtxDep, CurrentPrincipal, same_tenant
 from atende.errors import NotFound, utc_iso
 from atende.phone import normalise
 from atende.services import chat as chat_svc
@@ -31,7 +31,7 @@ async def conversations(
     principal: CurrentPrincipal,
     ctx: CtxDep,
     limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     """The tenant's conversations, most recent first."""
     same_tenant(principal, tenant_id)
@@ -66,7 +66,7 @@ async def messages(
     principal: CurrentPrincipal,
     ctx: CtxDep,
     limit: int = Query(50, ge=1, le=100),
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
 ) -> dict[str, Any]:
     """Messages with this phone number, oldest first; page 1 is the most recent page."""
     same_tenant(principal, tenant_id)

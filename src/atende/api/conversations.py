@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from atende.api.deps import CtxDep, CurrentPrincipal
+from atende.api.deps import MAX_OFFSET, CtxDep, CurrentPrincipal
 from atende.services import accounts
 from atende.services import chat as chat_svc
 from atende.services import conversations as conv_svc
@@ -45,7 +45,7 @@ async def list_conversations(
     status: ConversationStatus | None = None,
     search: str | None = Query(None, max_length=200),
     limit: int = Query(50, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[dict[str, Any]]:
     """Conversations the caller may see, most recent first, filtered by status and search."""
     rows, total = await conv_svc.list_for(
@@ -75,7 +75,7 @@ async def list_messages(
     ctx: CtxDep,
     response: Response,
     limit: int = Query(100, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     before: uuid.UUID | None = None,
 ) -> list[dict[str, Any]]:
     """Messages oldest first; `before` (a message id) pages back through history."""

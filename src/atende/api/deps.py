@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, Request
 
 from atende.context import AppContext
-from atende.errors import Forbidden, Unauthorized
+from atende.errors import ErrorBody, Forbidden, InvalidInput, Unauthorized
 from atende.services.auth import Principal, decode_token
+
+# Offsets past any real list, yet inside a 64-bit SQL integer: a larger one was a 500 (overflow).
+MAX_OFFSET = 1_000_000_000
+MAX_PAGE = 10_000_000  # seed 000's `page` times its largest `limit` (100) stays under MAX_OFFSET
+
+# Every refusal has the ErrorBody shape (app.py's handlers). Declaring it as "4XX" also keeps
+# FastAPI from documenting a 422 that this app never sends (invalid input is 400 INVALID_INPUT).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused: invalid input, credentials or access"},
+    502: {"model": ErrorBody, "description": "The WhatsApp gateway failed"},
+    503: {"model": ErrorBody, "description": "WhatsApp is disconnected, or try again later"},
+}
+# For a route whose success is not JSON: FastAPI would document `model` responses in the route's
+# own media type, yet refusals are JSON. (ErrorBody is in the components through ERROR_RESPONSES.)
+_ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+JSON_ERRORS_OF_TEXT_ROUTE: dict[int | str, dict[str, Any]] = {
+    code: {"description": spec["description"], "content": _ERROR_JSON}
+    for code, spec in ERROR_RESPONSES.items()
+}
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -39,3 +59,32 @@ def same_tenant(principal: Principal, tenant_id: uuid.UUID) -> None:
     """A token of tenant X on tenant Y's path is 403."""
     if principal.tenant_id != tenant_id:
         raise Forbidden("You do not have access to this tenant")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+async def refuse_nul_characters(request: Request) -> None:
+    """U+0000 anywhere in the input is a 400 on every backend.
+
+    PostgreSQL text can not hold it, so it used to fail inside a query as a 500 (and was stored
+    as is on SQLite); no real client sends it.
+    """
+    if _has_nul(request.scope.get("path", "")) or _has_nul(request.query_params.multi_items()):
+        raise InvalidInput("Input must not contain NUL (U+0000) characters")
+    body = await request.body()
+    if b"\\u0000" not in body and b"\x00" not in body:
+        return
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return  # not JSON: the route's own body validation answers 400
+    if _has_nul(payload):
+        raise InvalidInput("Input must not contain NUL (U+0000) characters")

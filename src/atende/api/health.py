@@ -6,11 +6,17 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from atende.api.deps import CtxDep
 
 router = APIRouter(tags=["ops"])
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
 
 
 @router.get("/health")
@@ -19,7 +25,12 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", response_model=None)
+# The 503 is documented: its body is not the error shape, and a load balancer reads it.
+@router.get(
+    "/ready",
+    response_model=None,
+    responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "Not ready"}},
+)
 async def ready(ctx: CtxDep) -> dict[str, Any] | JSONResponse:
     """The database (and Redis, when configured) answer."""
     checks: dict[str, str] = {}

@@ -29,7 +29,19 @@ def _principal(request: Request) -> Principal:
     return decode_token(request.app.state.ctx.settings, token)
 
 
-@router.get("/api/v1/media/{message_id}", response_model=None)
+# Documented as what it is: the file in its own type, or a redirect (not application/json).
+@router.get(
+    "/api/v1/media/{message_id}",
+    response_model=None,
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The file, in its own media type",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        307: {"description": "Redirect to the media URL an agent sent"},
+    },
+)
 async def media(message_id: uuid.UUID, request: Request, ctx: CtxDep) -> Response:
     """The file of a media message, fetched from the gateway with the session's key."""
     principal = _principal(request)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from atende import metrics, webhooks
-from atende.api.deps import CtxDep
+from atende.api.deps import JSON_ERRORS_OF_TEXT_ROUTE, CtxDep
 from atende.context import AppContext
 from atende.errors import NotFound, Unauthorized
 from atende.providers.base import Provider
@@ -49,7 +49,7 @@ async def per_event(
     return outcome.to_dict()
 
 
-@router.get("/{provider}", response_class=PlainTextResponse)
+@router.get("/{provider}", response_class=PlainTextResponse, responses=JSON_ERRORS_OF_TEXT_ROUTE)
 async def verification(provider: str, request: Request, ctx: CtxDep) -> str:
     """Meta Cloud API's verification handshake (hub.mode / hub.verify_token / hub.challenge)."""
     if provider not in ("cloud", "whatsapp"):

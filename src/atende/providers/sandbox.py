@@ -34,6 +34,7 @@ from atende.providers.base import (
     WebhookAuthError,
     WebhookItem,
 )
+from atende.providers.http import call, timeout_for
 from atende.types import MessageStatus, MessageType, ProviderName, SessionState
 
 AckSink = Callable[[str, str, MessageStatus], Awaitable[None]]
@@ -132,8 +133,11 @@ class SandboxProvider:
     ) -> MediaContent:
         if not media.url:
             raise MalformedPayload("sandbox media has no URL")
-        response = await client.get(media.url)
-        response.raise_for_status()
+        # Through `call`, so an unreachable or failing URL is a ProviderError (the media route's
+        # 502) and not a raw httpx error (a 500).
+        response = await call(
+            client, "GET", media.url, headers={}, timeout_secs=timeout_for(session)
+        )
         return MediaContent(response.content, media.mimetype or "application/octet-stream")
 
     async def close(self) -> None:
