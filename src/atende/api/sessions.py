@@ -108,7 +108,11 @@ async def create_session(body: SessionIn, principal: AdminPrincipal, ctx: CtxDep
         webhook_secret=body.webhook_secret,
         options=dict(body.options),
     )
-    return session_public(row)
+    created = session_public(row)
+    if not body.webhook_secret:
+        # Shown once, here: the admin needs it to point a gateway at us by hand.
+        created["webhook_secret"] = row.webhook_secret
+    return created
 
 
 @router.post("/api/v1/whatsapp/sessions/{session_id}/connect")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from typing import Any
@@ -53,6 +54,7 @@ async def create_session(
         raise InvalidInput(
             f"A {provider.value} session needs base_url", details={"field": "base_url"}
         )
+    webhook_secret = webhook_secret or _new_webhook_secret(provider)
     state = (
         SessionState.CONNECTED if provider == ProviderName.SANDBOX else SessionState.DISCONNECTED
     )
@@ -77,6 +79,17 @@ async def create_session(
 
 
 SESSION_CACHE_SECS = 5.0
+
+
+def _new_webhook_secret(provider: ProviderName) -> str:
+    """Every session's webhooks are authenticated: with no secret given, make one (the connect
+    flow hands it to the gateway). A Cloud API app secret is Meta's, so it cannot be made up."""
+    if provider == ProviderName.CLOUD:
+        raise InvalidInput(
+            "A Cloud API session needs webhook_secret: the app secret that signs its webhooks",
+            details={"field": "webhook_secret"},
+        )
+    return secrets.token_urlsafe(24)
 
 
 async def find_by_name(ctx: AppContext, provider: str, name: str) -> WhatsAppSession | None:
