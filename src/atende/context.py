@@ -91,11 +91,16 @@ def build_context(settings: Settings) -> AppContext:
         async with reader() as session:
             return (await event_log.counters(session, tenant_id))[0]
 
+    hub = StreamHub(read_gap, read_counter)
     bus: Bus
     if settings.redis_url:
         from atende.events.redis_bus import RedisBus
 
-        bus = RedisBus(settings.redis_url)
+        redis_bus = RedisBus(settings.redis_url)
+        # Redis drops what is published while a subscriber is away; each time it listens
+        # again the streams read what they missed from the log, with no later event needed.
+        redis_bus.add_subscribe_hook(hub.catch_up)
+        bus = redis_bus
     else:
         bus = InProcessBus()
     return AppContext(
@@ -104,7 +109,7 @@ def build_context(settings: Settings) -> AppContext:
         sessionmaker=sessionmaker,
         reader=reader,
         bus=bus,
-        hub=StreamHub(read_gap, read_counter),
+        hub=hub,
         http=httpx.AsyncClient(timeout=settings.gateway_timeout_secs),
         limiter=SendLimiter(settings),
     )

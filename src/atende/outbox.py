@@ -2,10 +2,15 @@
 
 Claiming is a lease: a claimed message gets `next_attempt_at = now + lease`, committed before the
 gateway is called, so another instance (PostgreSQL, `FOR UPDATE SKIP LOCKED`) or a restarted one
-picks it up only if this attempt never finished. A process killed after the gateway accepted a
-message but before we stored its id will send it again on resume: gateways offer no idempotency
-key, so at-least-once is the best any client can do there. A graceful shutdown hands the
-messages it was sending back at once (their attempt not counted) instead of waiting out the lease.
+picks it up only if this attempt never finished. A graceful shutdown hands the messages it was
+sending back at once (their attempt not counted) instead of waiting out the lease.
+
+Gateways take no idempotency key, so a timeout (or a crash) after the gateway accepted a message
+is ambiguous: resending may send it twice. What settles it is the gateway's own word: its echo of
+the sent message (Evolution `send.message`, WAHA `message.any`) stores the gateway's id on our
+pending row (`services.messages._match_echo`). A pending message holding that id was sent, so it
+is marked sent instead of being sent again (`_known_gateway_id`). Only a resend that goes out
+before any such word arrived duplicates the message: at-least-once is the floor there.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from atende import metrics
 from atende.context import AppContext
@@ -50,6 +56,7 @@ class Claimed:
     session: SessionConfig
     outbound: OutboundMessage
     contact_id: uuid.UUID
+    known_wamid: str | None = None  # the gateway already said it sent this one (see above)
 
 
 class Outbox:
@@ -58,19 +65,42 @@ class Outbox:
         self.lease = timedelta(seconds=ctx.settings.gateway_timeout_secs + LEASE_MARGIN_SECS)
 
     async def run(self) -> None:
-        while True:
-            try:
-                claimed = await self.claim()
-                metrics.OUTBOX_DEPTH.set(len(claimed))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("outbox claim failed; retrying")
-                claimed = []
-            if claimed:
-                await asyncio.gather(*(self.deliver(c) for c in claimed))
-                continue
-            await self._wait()
+        # Up to CLAIM_BATCH sends in flight, each finishing on its own: a batch awaited as a
+        # whole held every message in it back until the slowest gateway call timed out.
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                room = CLAIM_BATCH - len(in_flight)
+                claimed = await self._claim_safely(room) if room > 0 else []
+                for c in claimed:
+                    self._start(c, in_flight)
+                metrics.OUTBOX_DEPTH.set(len(in_flight))
+                if claimed and len(claimed) == room:
+                    continue  # full claim: more may be due now
+                await self._wait()
+        finally:
+            for task in in_flight:
+                task.cancel()  # `deliver` hands its message back
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _claim_safely(self, limit: int) -> list[Claimed]:
+        try:
+            return await self.claim(limit)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("outbox claim failed; retrying")
+            return []
+
+    def _start(self, claimed: Claimed, in_flight: set[asyncio.Task[None]]) -> None:
+        task = asyncio.create_task(self.deliver(claimed), name=f"outbox-{claimed.message_id}")
+        in_flight.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            in_flight.discard(finished)
+            self.ctx.outbox_wakeup.set()  # room for another claim
+
+        task.add_done_callback(done)
 
     async def _wait(self) -> None:
         wakeup = self.ctx.outbox_wakeup
@@ -92,7 +122,7 @@ class Outbox:
             return IDLE_POLL_SECS
         return min(IDLE_POLL_SECS, max(0.01, (due - utcnow()).total_seconds()))
 
-    async def claim(self) -> list[Claimed]:
+    async def claim(self, limit: int = CLAIM_BATCH) -> list[Claimed]:
         now = utcnow()
         async with self.ctx.sessionmaker() as session, session.begin():
             stmt = (
@@ -106,7 +136,7 @@ class Outbox:
                     Message.next_attempt_at <= now,
                 )
                 .order_by(Message.next_attempt_at, Message.created_at)
-                .limit(CLAIM_BATCH)
+                .limit(limit)
                 .with_for_update(skip_locked=True, of=Message)
             )
             rows = (await session.execute(stmt)).all()
@@ -114,7 +144,8 @@ class Outbox:
             for msg, sess, contact in rows:
                 msg.attempts += 1
                 msg.next_attempt_at = now + self.lease
-                claimed.append(_claimed(msg, sess, contact, self.ctx))
+                known = await _known_gateway_id(session, msg)
+                claimed.append(_claimed(msg, sess, contact, self.ctx, known))
         return claimed
 
     async def deliver(self, claimed: Claimed) -> None:
@@ -144,8 +175,13 @@ class Outbox:
                 msg.next_attempt_at = utcnow()
 
     async def _deliver(self, claimed: Claimed) -> None:
+        if claimed.known_wamid is not None:
+            # Its echo came while we waited to retry (or after a crash): it went out already.
+            await self._already_sent(claimed, claimed.known_wamid)
+            return
         provider = self.ctx.provider(claimed.session.provider.value)
         http = self.ctx.http
+        sending = False
         try:
             outbound = claimed.outbound
             if outbound.to_jid is None:
@@ -153,11 +189,18 @@ class Outbox:
                 if jid is None:
                     raise GatewayRejected("Number is not on WhatsApp")
                 outbound = _with_jid(outbound, jid)
+            if claimed.attempts > 1 and (known := await self._known_now(claimed)) is not None:
+                # The echo of an earlier attempt landed since the claim: look as late as we can.
+                await self._already_sent(claimed, known)
+                return
+            sending = True
             with metrics.timed(metrics.SEND_LATENCY, claimed.session.provider.value):
                 result = await provider.send(http, claimed.session, outbound)
         except GatewayRejected as exc:
             await self._fail(claimed, exc.reason)
-        except (GatewayUnavailable, ProviderError) as exc:
+        except GatewayUnavailable as exc:
+            await self._retry_or_fail(claimed, exc.reason, sending and exc.maybe_delivered)
+        except ProviderError as exc:
             await self._retry_or_fail(claimed, exc.reason)
         except Exception as exc:  # a provider bug must not kill the worker
             logger.exception("outbox: unexpected error sending %s", claimed.message_id)
@@ -172,6 +215,18 @@ class Outbox:
             )
             logger.info("[WS] Message sent: %s", claimed.message_id)
 
+    async def _already_sent(self, claimed: Claimed, wamid: str) -> None:
+        logger.info(
+            "outbox: %s was sent by the gateway as %s; not resending", claimed.message_id, wamid
+        )
+        await messages_svc.mark_sent(
+            self.ctx,
+            tenant_id=claimed.tenant_id,
+            message_id=claimed.message_id,
+            wamid=wamid,
+            jid=None,
+        )
+
     async def _fail(self, claimed: Claimed, reason: str) -> None:
         metrics.SEND_FAILURES.inc()
         logger.warning("[ERROR] Send failed: %s (%s)", claimed.message_id, reason)
@@ -179,7 +234,17 @@ class Outbox:
             self.ctx, tenant_id=claimed.tenant_id, message_id=claimed.message_id, reason=reason
         )
 
-    async def _retry_or_fail(self, claimed: Claimed, reason: str) -> None:
+    async def _known_now(self, claimed: Claimed) -> str | None:
+        async with self.ctx.reader() as session:
+            msg = await session.get(Message, claimed.message_id)
+            return None if msg is None else await _known_gateway_id(session, msg)
+
+    async def _retry_or_fail(self, claimed: Claimed, reason: str, maybe_sent: bool = False) -> None:
+        if (known := await self._known_now(claimed)) is not None:
+            # A timeout, but the gateway's echo says the send went through: resending (or
+            # giving up) would be wrong.
+            await self._already_sent(claimed, known)
+            return
         settings = self.ctx.settings
         if claimed.attempts >= settings.outbox_max_attempts:
             await self._fail(claimed, f"gave up after {claimed.attempts} attempts: {reason}")
@@ -188,6 +253,10 @@ class Outbox:
             settings.outbox_backoff_max_secs,
             settings.outbox_backoff_base_secs * (2 ** (claimed.attempts - 1)),
         )
+        if maybe_sent:
+            # The gateway may have sent it and not answered: give its echo as long to arrive
+            # as we waited for the answer before sending again.
+            delay = max(delay, settings.gateway_timeout_secs)
         logger.info(
             "outbox: %s attempt %s failed (%s); retry in %.1fs",
             claimed.message_id,
@@ -202,9 +271,38 @@ class Outbox:
                 msg.error = reason[:1000]
 
 
-def _claimed(msg: Message, sess: WhatsAppSession, contact: Contact, ctx: AppContext) -> Claimed:
+async def _known_gateway_id(session: AsyncSession, msg: Message) -> str | None:
+    """The gateway id an echo stored on this still-pending message: proof the gateway sent it.
+
+    Echoes are matched to our rows by text, so while another pending message of the same
+    conversation has the same text the attribution is a guess; then nothing is proven and the
+    message is sent (at-least-once) rather than perhaps never.
+    """
+    if msg.status != MessageStatus.PENDING.value or msg.whatsapp_message_id is None:
+        return None
+    twins = (
+        select(func.count(Message.id))
+        .where(Message.conversation_id == msg.conversation_id)
+        .where(Message.id != msg.id)
+        .where(Message.direction == Direction.OUTBOUND.value)
+        .where(Message.status == MessageStatus.PENDING.value)
+        .where(Message.text == msg.text)
+    )
+    if (await session.execute(twins)).scalar_one():
+        return None
+    return msg.whatsapp_message_id
+
+
+def _claimed(
+    msg: Message,
+    sess: WhatsAppSession,
+    contact: Contact,
+    ctx: AppContext,
+    known_wamid: str | None = None,
+) -> Claimed:
     media = msg.media or {}
     return Claimed(
+        known_wamid=known_wamid,
         message_id=msg.id,
         tenant_id=msg.tenant_id,
         attempts=msg.attempts,

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 from atende.events.model import Event
-from atende.events.stream import TenantStream
+from atende.events.stream import StreamHub, TenantStream
 from tests.harness import Tenant
 
 
@@ -42,6 +42,40 @@ async def test_stream_reorders_and_fills_gaps_from_the_log() -> None:
     for event_id in (3, 1, 2, 2, 7):  # late, repeated, and with 4..6 never published
         await stream.push(stored[event_id])
     assert sink.ids == [1, 2, 3, 4, 5, 6, 7]
+
+
+async def test_a_gap_wider_than_one_log_batch_is_filled_at_once() -> None:
+    tenant_id = uuid.uuid4()
+    stored = {i: _event(tenant_id, i) for i in range(1, 11)}
+
+    async def read_gap(_: uuid.UUID, after: int, up_to: int) -> list[Event]:
+        return [stored[i] for i in range(after + 1, up_to + 1)][:3]  # the log reads in batches
+
+    stream = TenantStream(tenant_id, 0, read_gap)
+    sink = Sink()
+    stream.subscribers.add(sink)
+    await stream.push(stored[10])  # 1..9 were lost by the bus
+    assert sink.ids == list(range(1, 11))
+
+
+async def test_catch_up_delivers_what_the_bus_dropped_with_no_later_event() -> None:
+    tenant_id = uuid.uuid4()
+    stored: dict[int, Event] = {}
+
+    async def read_gap(_: uuid.UUID, after: int, up_to: int) -> list[Event]:
+        return [stored[i] for i in range(after + 1, up_to + 1)]
+
+    async def read_counter(_: uuid.UUID) -> int:
+        return len(stored)
+
+    hub = StreamHub(read_gap, read_counter)
+    sink = Sink()
+    await hub.subscribe(tenant_id, sink)
+    stored.update({i: _event(tenant_id, i) for i in range(1, 6)})  # committed, never published
+    await hub.catch_up()  # what the bus runs once it listens again
+    assert sink.ids == [1, 2, 3, 4, 5]
+    await hub.catch_up()
+    assert sink.ids == [1, 2, 3, 4, 5]  # nothing twice
 
 
 async def test_concurrent_writers_are_seen_in_strict_order(tenant: Tenant) -> None:

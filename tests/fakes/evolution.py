@@ -243,6 +243,12 @@ class FakeEvolution(FakeGateway):
             data = self._data_v2(key, push_name, message, message_type)
         return self.envelope("messages.upsert", data, instance)
 
+    def sent_echo(self, to_jid: str, text: str, msg_id: str) -> dict[str, Any]:
+        """`send.message`: what Evolution posts for a message sent through its API (§1.2)."""
+        key = {"remoteJid": to_jid, "fromMe": True, "id": msg_id}
+        data = self._data_v2(key, "Você", {"conversation": text}, "conversation")
+        return self.envelope("send.message", data)
+
     def _data_v2(
         self, key: dict[str, Any], push_name: str, message: Any, message_type: str
     ) -> dict[str, Any]:

@@ -4,18 +4,24 @@ fake gateway: request recording, auth check, programmable failures, webhook deli
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
+import random
 import socket
 import ssl
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -27,6 +33,10 @@ QR_PNG_BASE64 = (
     "AAAABQABpfZFQAAAAABJRU5ErkJggg=="
 )
 DELIVERY_ATTEMPTS = 3  # real gateways retry more, but a test wants a bounded, quick answer
+# A real gateway's webhook retry policy (Evolution: 10 attempts, exponential backoff).
+BACKOFF_ATTEMPTS = 10
+BACKOFF_FIRST_SECS = 0.1
+BACKOFF_MAX_SECS = 1.0
 # Built once: loading the CA bundle costs ~50 ms per httpx client, and webhooks go to loopback.
 CLIENT_SSL = ssl.create_default_context()
 
@@ -82,12 +92,58 @@ class RecordedRequest:
     query: dict[str, str]
     json: Any = None
     body: bytes = b""
+    fault: Fault | None = None  # what a Chaos knob made of this call (None: no knob)
+    received_at: float = 0.0  # time.monotonic() when the request came in
 
 
 @dataclass
 class _Failure:
     status: int
     body: Any
+
+
+class Fault(StrEnum):
+    """What a chaotic gateway does with one API call."""
+
+    NONE = "none"  # answers normally
+    ERROR = "error"  # answers 500 without doing anything
+    LOST = "lost"  # never processes the request and never answers: a client timeout
+    LATE = "late"  # does the work (e.g. sends the message), answers after the client gave up
+    HANG = "hang"  # does the work, never answers: a client timeout after a real send
+
+
+ACCEPTING_FAULTS = frozenset({Fault.NONE, Fault.LATE, Fault.HANG})  # the work gets done
+# Half plain 500s, half timeouts; most timeouts come after the work was done (the ambiguous kind).
+FAULT_MIX = {Fault.ERROR: 0.5, Fault.LOST: 0.1, Fault.LATE: 0.25, Fault.HANG: 0.15}
+
+
+@dataclass
+class Chaos:
+    """A failure-injection knob: `rate` of the calls go wrong, split by `weights`.
+
+    The draw for a call depends only on the seed, the call (method, path, body) and how many
+    times that same call was seen before, never on the interleaving of concurrent requests, so
+    one seed gives every message the same fate in every run.
+    """
+
+    rate: float
+    seed: int = 0
+    late_secs: float = 5.0  # how late a LATE answer comes; set above the client's timeout
+    weights: Mapping[Fault, float] = field(default_factory=lambda: dict(FAULT_MIX))
+    drawn: Counter[Fault] = field(default_factory=Counter)
+    _seen: Counter[str] = field(default_factory=Counter)
+
+    def draw(self, record: RecordedRequest) -> Fault:
+        call = f"{record.method} {record.path} ".encode() + record.body
+        key = hashlib.sha256(call).hexdigest()
+        self._seen[key] += 1
+        rng = random.Random(f"{self.seed}:{key}:{self._seen[key]}")
+        fault = Fault.NONE
+        if rng.random() < self.rate:
+            faults = list(self.weights)
+            fault = rng.choices(faults, weights=[self.weights[f] for f in faults])[0]
+        self.drawn[fault] += 1
+        return fault
 
 
 @dataclass
@@ -101,6 +157,7 @@ class FakeGateway:
     # Awaited after an endpoint answered and before the answer is sent: lets a test make the
     # gateway post a webhook (e.g. an ack) before its API caller has seen the answer.
     on_answer: AnswerHook | None = None
+    chaos: Chaos | None = None  # random failures, for chaos tests
     _failures: list[_Failure] = field(default_factory=list)
     _hangs: int = 0
     _release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -160,8 +217,13 @@ class FakeGateway:
 
     def _wrap(self, endpoint: Callable[..., Any]) -> Handler:
         async def handler(request: Request) -> Response:
-            raw = await request.body()
+            received_at = time.monotonic()
+            try:
+                raw = await request.body()
+            except ClientDisconnect:  # the caller died mid-request (a chaos test's SIGKILL)
+                return Response(status_code=499)
             record = _record(request, raw)
+            record.received_at = received_at
             self.requests.append(record)
             if self._hangs:
                 self._hangs -= 1
@@ -172,12 +234,29 @@ class FakeGateway:
                 return JSONResponse(failure.body, status_code=failure.status)
             if not self.authorized(request):
                 return self.unauthorized()
+            record.fault = None if self.chaos is None else self.chaos.draw(record)
+            fault = record.fault or Fault.NONE
+            if fault is Fault.ERROR:
+                return JSONResponse({"message": "injected chaos failure"}, status_code=500)
+            if fault is Fault.LOST:
+                await self._release.wait()
+                return Response(status_code=504)
             response: Response = await endpoint(request)
             if self.on_answer is not None:
                 await self.on_answer(record, response)
-            return response
+            return await self._answer_after(fault, response)
 
         return handler
+
+    async def _answer_after(self, fault: Fault, response: Response) -> Response:
+        """The work is done; a LATE answer comes after `late_secs`, a HANG one never."""
+        if fault is Fault.HANG:
+            await self._release.wait()
+        elif fault is Fault.LATE:
+            assert self.chaos is not None
+            with contextlib.suppress(TimeoutError):  # simulated latency, cut short at shutdown
+                await asyncio.wait_for(self._release.wait(), self.chaos.late_secs)
+        return response
 
     # -- webhooks --------------------------------------------------------------------------------
     async def deliver(
@@ -194,6 +273,28 @@ class FakeGateway:
                 if done or attempt == attempts:
                     return response
         raise AssertionError("unreachable")
+
+    async def deliver_with_backoff(
+        self, client: httpx.AsyncClient, url: str, payload: Any
+    ) -> httpx.Response | None:
+        """POST a webhook the way a gateway does in production: retry on transport errors and
+        retryable statuses with exponential backoff, then give up. None: never got an answer."""
+        raw = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", **self.webhook_headers(raw)}
+        final = self.final_statuses()
+        delay = BACKOFF_FIRST_SECS
+        response: httpx.Response | None = None
+        for _ in range(BACKOFF_ATTEMPTS):
+            try:
+                response = await client.post(url, content=raw, headers=headers)
+            except httpx.TransportError:
+                response = None
+            else:
+                if response.is_success or response.status_code in final:
+                    return response
+            await asyncio.sleep(delay)  # the gateway's retry delay, not a wait for an outcome
+            delay = min(BACKOFF_MAX_SECS, delay * 2)
+        return response
 
 
 def _record(request: Request, raw: bytes) -> RecordedRequest:

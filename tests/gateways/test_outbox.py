@@ -13,7 +13,8 @@ import pytest
 from starlette.responses import Response
 
 from atende.db.types import utcnow
-from tests.fakes.server import FakeGateway, RecordedRequest
+from tests.fakes.evolution import FakeEvolution
+from tests.fakes.server import Chaos, FakeGateway, Fault, RecordedRequest
 from tests.gateways.cases import KINDS, PHONE, Case, CloudCase, open_case, reattach
 from tests.gateways.conftest import gateway_settings
 from tests.harness import Server, WsClient, free_port, run_server
@@ -88,6 +89,48 @@ async def test_gateway_timeouts_are_retried(case: Case) -> None:
         await _status(agent, message_id, "sent")
     assert len(case.sends()) == 2
     assert (await case.message(message_id)).attempts == 2
+
+
+async def test_a_hung_send_does_not_hold_back_the_next_message(case: Case) -> None:
+    await _known_contact(case)
+    case.fake.hang_next(1)
+    async with case.tenant.chat_socket(case.tenant.agent_token) as agent:
+        stuck = await _reply(agent, "a que trava")
+        await _eventually(lambda: _first_send(case))
+        quick = await _reply(agent, "a que passa")
+        await _status(agent, quick, "sent")
+        # Sent while the first one's attempt is still waiting on the gateway.
+        first = await case.message(stuck)
+        assert (first.status, first.attempts, first.error) == ("pending", 1, None)
+        await _status(agent, stuck, "sent")
+
+
+async def test_a_timeout_after_the_gateway_sent_it_is_settled_by_its_echo(case: Case) -> None:
+    """The gateway sends the message and never answers; its `send.message` echo brings the id
+    (no idempotency key exists): the message is marked sent, not sent a second time."""
+    if not isinstance(case.fake, FakeEvolution):
+        pytest.skip("Evolution echoes its API sends (send.message); see outbox.py")
+    fake = case.fake
+    await _known_contact(case)
+    echoed: list[int] = []
+
+    async def echo(request: RecordedRequest, response: Response) -> None:
+        key, body = json.loads(bytes(response.body))["key"], request.json
+        text = body["text"] if "text" in body else body["textMessage"]["text"]  # v2 / v1
+        payload = fake.sent_echo(key["remoteJid"], text, key["id"])
+        echoed.append((await case.deliver({**payload, "instance": fake.instance})).status_code)
+
+    fake.on_answer, fake.chaos = echo, Chaos(rate=1.0, weights={Fault.HANG: 1.0})
+    try:
+        async with case.tenant.chat_socket(case.tenant.agent_token) as agent:
+            message_id = await _reply(agent, "só uma vez")
+            await _status(agent, message_id, "sent")
+    finally:
+        fake.on_answer, fake.chaos = None, None
+    assert echoed == [200]
+    assert len(case.sends()) == 1  # the timeout did not send it again
+    stored = await case.message(message_id)
+    assert (stored.status, stored.attempts) == ("sent", 1)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -178,8 +179,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def cluster(workdir: Path) -> AsyncIterator[Cluster]:
+@asynccontextmanager
+async def running_cluster(workdir: Path, **env: str) -> AsyncIterator[Cluster]:
+    """Two instances on a fresh PostgreSQL database and a private Redis; `env` adds settings."""
     if "postgres" not in BACKENDS:
         pytest.skip("many instances need PostgreSQL")
     if shutil.which("redis-server") is None:
@@ -206,6 +208,7 @@ async def cluster(workdir: Path) -> AsyncIterator[Cluster]:
             "ATENDE_SANDBOX_DELIVERED_AFTER_MS": "20",
             "ATENDE_SANDBOX_READ_AFTER_MS": "40",
             "ATENDE_ALLOWED_ORIGINS": "http://inbox.example",
+            **env,
         }
         instances = [_start_instance(n, env, workdir) for n in ("a", "b")]
         for instance in instances:
@@ -233,3 +236,9 @@ async def cluster(workdir: Path) -> AsyncIterator[Cluster]:
         conn = await asyncpg.connect(PG_ADMIN_URL)
         await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         await conn.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def cluster(workdir: Path) -> AsyncIterator[Cluster]:
+    async with running_cluster(workdir) as running:
+        yield running

@@ -4,8 +4,10 @@ Publishing hands the event to this instance's handler first, so local clients ne
 Redis (and keep being served while it is down), then PUBLISHes it with this instance's id in
 front; the subscriber skips its own messages. Redis pub/sub is fire-and-forget: a message
 published while a subscriber is reconnecting is simply lost. That is acceptable here because
-`events.stream` fills any gap from the database log at the next event, and a client resuming with
-its last event id is replayed from the log, never from Redis.
+each time the subscriber is listening again it runs its subscribe hooks (`StreamHub.catch_up`:
+every stream reads what it missed from the database log), `events.stream` also fills any gap it
+sees at the next event, and a client resuming with its last event id is replayed from the log,
+never from Redis.
 
 Wire format: `<instance id>\\n<Event.to_bytes()>` (the id is hex, so the first newline splits).
 """
@@ -19,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
@@ -34,7 +37,9 @@ PATTERN = CHANNEL_PREFIX + "*"
 BACKOFF_FIRST_SECS = 0.1
 BACKOFF_MAX_SECS = 5.0
 POLL_SECS = 1.0  # how long one read waits, so stop() and dead connections are noticed
+CONFIRM_SECS = 5.0  # a subscription Redis does not confirm by then counts as lost
 PublishHook = Callable[[Event], Awaitable[None]]
+SubscribeHook = Callable[[], Awaitable[None]]
 
 
 def channel_for(event: Event) -> str:
@@ -61,12 +66,18 @@ class RedisBus:
         self._task: asyncio.Task[None] | None = None
         self._publish_failing = False
         self._hooks: list[PublishHook] = []
+        self._subscribe_hooks: list[SubscribeHook] = []
         self.subscribed = asyncio.Event()  # set while the subscriber is listening
         self.reconnects = 0
 
     def add_publish_hook(self, hook: PublishHook) -> None:
         """Run `hook` for each event this instance publishes (once per event cluster-wide)."""
         self._hooks.append(hook)
+
+    def add_subscribe_hook(self, hook: SubscribeHook) -> None:
+        """Run `hook` each time the subscriber is listening (again), after Redis confirmed the
+        subscription: whatever was published before that moment is in the database log."""
+        self._subscribe_hooks.append(hook)
 
     async def start(self, handler: EventHandler) -> None:
         self._handler = handler
@@ -130,22 +141,42 @@ class RedisBus:
                 backoff = BACKOFF_FIRST_SECS
 
     async def _listen_once(self, first: bool) -> None:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.redis.pubsub()
         try:
             await pubsub.psubscribe(PATTERN)
+            await self._confirmed(pubsub)
             self.subscribed.set()
             metrics.REDIS_SUBSCRIBED.set(1)
             if not first:
                 logger.info("[REDIS] subscriber reconnected")
+            await self._run_subscribe_hooks()
             while True:
                 message = await pubsub.get_message(timeout=POLL_SECS)
-                if message is not None:
+                if message is not None and message.get("type") == "pmessage":
                     await self._on_message(message.get("data"))
         finally:
             self.subscribed.clear()
             metrics.REDIS_SUBSCRIBED.set(0)
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _confirmed(self, pubsub: PubSub) -> None:
+        """Wait for Redis to confirm the subscription: only from then on is nothing published
+        missed, so only then may the hooks read the log for what came before."""
+        async with asyncio.timeout(CONFIRM_SECS):
+            while True:
+                message = await pubsub.get_message(timeout=POLL_SECS)
+                if message is not None and message.get("type") == "psubscribe":
+                    return
+
+    async def _run_subscribe_hooks(self) -> None:
+        for hook in self._subscribe_hooks:
+            try:
+                await hook()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("subscribe hook failed", exc_info=True)
 
     async def _on_message(self, raw: object) -> None:
         """One message, isolated: a bad one is logged and the subscriber carries on."""

@@ -5,6 +5,10 @@ us as 6 then 5, and a bus may lose one. Each tenant's stream therefore delivers 
 order: an event ahead of the next expected id makes the stream read the missing ids from the log
 (a committed id above N means N committed before it: see `events.log.lock_tenant_counter`).
 Ids are dense per tenant, so "the next one" is always last + 1.
+
+A bus that was down (Redis restarting) delivers nothing of what was published meanwhile, and
+with no later event there is nothing to reveal the gap: `StreamHub.catch_up`, run by the bus each
+time it (re)subscribes, reads each stream's tenant counter and delivers what it missed.
 """
 
 from __future__ import annotations
@@ -47,9 +51,16 @@ class TenantStream:
                 await self._fill_gap(min(self._pending))
             self._drain()
 
+    async def advance_to(self, up_to: int) -> None:
+        """Deliver every committed event through `up_to` (the tenant's counter)."""
+        async with self._lock:
+            if up_to > self.last_id:
+                await self._fill_gap(up_to + 1)
+                self._drain()
+
     async def _fill_gap(self, up_to_exclusive: int) -> None:
         try:
-            found = await self._read_gap(self.tenant_id, self.last_id, up_to_exclusive - 1)
+            found = await self._read_all(up_to_exclusive - 1)
         except Exception:
             log.exception(
                 "could not read events %s..%s of tenant %s from the log",
@@ -68,7 +79,21 @@ class TenantStream:
                 self.last_id + 1,
                 up_to_exclusive - 1,
             )
-            self.last_id = min(self._pending) - 1
+            self.last_id = min(self._pending, default=up_to_exclusive) - 1
+
+    async def _read_all(self, up_to: int) -> list[Event]:
+        """The log's events after last_id through up_to. The reader returns one batch at a time
+        (events.log.REPLAY_BATCH); a gap wider than that was left half-filled, holding the rest
+        back until some later event came."""
+        found: list[Event] = []
+        after = self.last_id
+        while after < up_to:
+            batch = await self._read_gap(self.tenant_id, after, up_to)
+            if not batch:
+                break
+            found += batch
+            after = batch[-1].id
+        return found
 
     def _drain(self) -> None:
         while (event := self._pending.pop(self.last_id + 1, None)) is not None:
@@ -102,6 +127,17 @@ class StreamHub:
                 self._streams[tenant_id] = stream
         stream.subscribers.add(subscriber)
         return stream
+
+    async def catch_up(self) -> None:
+        """Bring every open stream up to its tenant's counter: events committed while the bus
+        could not deliver them reach live clients now, not at the tenant's next event."""
+        for stream in tuple(self._streams.values()):
+            try:
+                last_id = await self._read_counter(stream.tenant_id)
+            except Exception:
+                log.exception("could not read the event counter of tenant %s", stream.tenant_id)
+                continue
+            await stream.advance_to(last_id)
 
     def unsubscribe(self, tenant_id: uuid.UUID, subscriber: Subscriber) -> None:
         stream = self._streams.get(tenant_id)

@@ -48,7 +48,15 @@ class GatewayRejected(ProviderError):
 
 
 class GatewayUnavailable(ProviderError):
-    """The gateway failed transiently (5xx, timeout, connection refused): retry later."""
+    """The gateway failed transiently (5xx, timeout, connection refused): retry later.
+
+    `maybe_delivered`: the request reached the gateway whole and no answer came back (a read
+    timeout, a connection dropped mid-answer), so the gateway may have acted on it anyway.
+    """
+
+    def __init__(self, reason: str, *, maybe_delivered: bool = False) -> None:
+        super().__init__(reason)
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True)

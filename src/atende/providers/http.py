@@ -22,6 +22,8 @@ DEFAULT_TIMEOUT_SECS = 15.0  # a gateway slower than this is treated as down; th
 REASON_MAX_CHARS = 300  # error bodies can be whole HTML pages; keep reasons readable
 
 ErrorDescriber = Callable[[Any], str | None]
+# Failures after the request went out whole: the gateway may have done the work unanswered.
+_UNANSWERED = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 
 
 def timeout_for(session: SessionConfig) -> float:
@@ -70,11 +72,16 @@ async def call(
             method, url, headers=dict(headers), json=json, params=params, timeout=timeout_secs
         )
     except httpx.TimeoutException as exc:
-        raise GatewayUnavailable(f"gateway timed out ({where})") from exc
+        raise GatewayUnavailable(
+            f"gateway timed out ({where})", maybe_delivered=isinstance(exc, _UNANSWERED)
+        ) from exc
     except httpx.UnsupportedProtocol as exc:
         raise GatewayRejected(f"gateway URL is not http(s) ({where})") from exc
     except httpx.TransportError as exc:
-        raise GatewayUnavailable(f"gateway unreachable ({where}): {type(exc).__name__}") from exc
+        raise GatewayUnavailable(
+            f"gateway unreachable ({where}): {type(exc).__name__}",
+            maybe_delivered=isinstance(exc, _UNANSWERED),
+        ) from exc
     if response.status_code >= 500:
         raise GatewayUnavailable(f"gateway error {response.status_code} ({where})")
     if response.status_code >= 400:
