@@ -289,6 +289,39 @@ async def test_ack_for_a_message_nobody_sent_is_ignored(case: Case) -> None:
     assert answer.json()["statuses"] == 0 and answer.json()["ignored"] == 1
 
 
+async def test_an_echo_of_one_of_two_identical_pending_texts_loses_neither(case: Case) -> None:
+    """Two "ok"s in flight: the echo of the second cannot say which one it is. Neither agent
+    message may be deleted or take the other's gateway id."""
+    if not isinstance(case.fake, FakeEvolution) or case.kind != "evolution-v2":
+        pytest.skip("the echo-before-answer order is Evolution v2's send.message")
+    await _known_contact(case)
+    fake = case.fake
+    send_path = case.expected_text("x")[0]
+
+    async def echo_first(request: RecordedRequest, response: Response) -> None:
+        if request.path != send_path or response.status_code >= 300:
+            return
+        key = json.loads(bytes(response.body))["key"]
+        echo = fake.sent_echo(key["remoteJid"], request.json["text"], key["id"])
+        echo["instance"] = fake.instance
+        answer = await case.deliver(echo)
+        assert answer.status_code == 200, answer.text
+
+    fake.hang_next(1)  # the first "ok" stays in flight
+    async with case.tenant.chat_socket(case.tenant.agent_token) as agent:
+        first = await _reply(agent, "ok")
+        await _eventually(lambda: _first_send(case))
+        fake.on_answer = echo_first
+        second = await _reply(agent, "ok")
+        await agent.expect(
+            "message_status", lambda f: f["message_id"] == second and f["status"] == "sent"
+        )
+    rows = {str(m.id): m for m in await case.stored()}
+    assert first in rows, "the first agent message was deleted"
+    assert rows[first].status == "pending" and rows[first].whatsapp_message_id is None
+    assert rows[second].whatsapp_message_id is not None
+
+
 # -- helpers -------------------------------------------------------------------------------------
 async def _retry_scheduled(case: Case, message_id: str) -> Any:
     msg = await case.message(message_id)

@@ -174,7 +174,11 @@ async def _by_wamid(tx: TenantTx, session_id: uuid.UUID, wamid: str) -> Message 
 
 async def _match_echo(tx: TenantTx, conv: Conversation, item: InboundMessage) -> Message | None:
     """A gateway may echo our own API send (`send.message`, `message.any`) before the outbox
-    has stored the gateway's id; attach the id to our row instead of storing a copy."""
+    has stored the gateway's id; attach the id to our row instead of storing a copy.
+
+    With two of our messages of the same text still waiting for their ids ("ok", "ok"), the
+    echo cannot say which one it is: it is still ours, so nothing is stored, and each send
+    records its own id when the gateway answers."""
     stmt = (
         select(Message)
         .where(
@@ -185,12 +189,14 @@ async def _match_echo(tx: TenantTx, conv: Conversation, item: InboundMessage) ->
             Message.created_at >= utcnow() - ECHO_MATCH_WINDOW,
         )
         .order_by(Message.created_at)
-        .limit(1)
+        .limit(2)
     )
-    echo = (await tx.session.execute(stmt)).scalar_one_or_none()
-    if echo is not None:
-        echo.whatsapp_message_id = item.provider_message_id
-    return echo
+    candidates = (await tx.session.execute(stmt)).scalars().all()
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        candidates[0].whatsapp_message_id = item.provider_message_id
+    return candidates[0]
 
 
 @dataclass(frozen=True)
@@ -369,7 +375,10 @@ async def mark_sent(
             return
         echo = await _by_wamid(tx, msg.session_id, wamid) if msg.session_id else None
         if echo is not None and echo.id != msg.id:
-            await tx.session.delete(echo)  # a phone echo stored before we knew the id
+            if echo.sender_id is None and echo.status != MessageStatus.PENDING.value:
+                await tx.session.delete(echo)  # a phone echo stored before we knew the id
+            else:
+                echo.whatsapp_message_id = None  # an agent's message the echo was pinned on
             await tx.session.flush()
         msg.whatsapp_message_id = wamid
         msg.next_attempt_at = None
