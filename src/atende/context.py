@@ -43,6 +43,10 @@ class AppContext:
     background: set[asyncio.Task[None]] = field(default_factory=set)
     providers: dict[ProviderName, Provider] = field(default_factory=dict)
     limiter: SendLimiter | None = None
+    # SQLite only: this process's writers queue here instead of in SQLite's busy handler, which
+    # polls the write lock with sleeps of up to 100 ms. With 16 webhooks at once that sleeping,
+    # not work, set the pace (see services.tx.tenant_tx).
+    write_gate: asyncio.Lock | None = None
     # (provider, name) → (monotonic time, row), see services.sessions.find_for_webhook
     session_cache: dict[tuple[str, str], tuple[float, WhatsAppSession]] = field(
         default_factory=dict
@@ -112,4 +116,5 @@ def build_context(settings: Settings) -> AppContext:
         hub=hub,
         http=httpx.AsyncClient(timeout=settings.gateway_timeout_secs),
         limiter=SendLimiter(settings),
+        write_gate=asyncio.Lock() if settings.is_sqlite else None,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -67,7 +67,7 @@ class TenantTx:
 @asynccontextmanager
 async def tenant_tx(ctx: AppContext, tenant_id: uuid.UUID) -> AsyncIterator[TenantTx]:
     """Open a transaction that takes the tenant's event counter first (see events.log)."""
-    async with ctx.sessionmaker() as session:
+    async with ctx.write_gate or nullcontext(), ctx.sessionmaker() as session:
         tx = TenantTx(session, tenant_id)
         async with session.begin():
             await tx.lock()
