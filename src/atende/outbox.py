@@ -104,8 +104,11 @@ class Outbox:
 
     async def _wait(self) -> None:
         wakeup = self.ctx.outbox_wakeup
+        # The timeout first: cancelled while reading it (shutdown), a `wakeup.wait()` made
+        # beforehand would be a coroutine never awaited.
+        due_in = await self._next_due_in()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), timeout=await self._next_due_in())
+            await asyncio.wait_for(wakeup.wait(), timeout=due_in)
         wakeup.clear()
 
     async def _next_due_in(self) -> float:
