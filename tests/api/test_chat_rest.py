@@ -284,3 +284,23 @@ async def test_conversation_list_total_follows_filters_and_visibility(tenant: Te
             assert response.status_code == 200
             assert int(response.headers["X-Total-Count"]) == total, query
             assert len(response.json()) == min(total, 1 if "limit=1" in query else total)
+
+
+async def test_conversation_list_count_stops_at_its_cap(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past COUNT_CAP the list says "at least COUNT_CAP" instead of counting every row."""
+    from atende.services import conversations as conv_svc
+
+    for i in range(4):
+        await tenant.customer_says(f"oi {i}", phone=f"551193333000{i}")
+    async with tenant.http() as http:
+        exact = await http.get("/api/v1/conversations", headers=tenant.auth())
+        monkeypatch.setattr(conv_svc, "COUNT_CAP", 3)
+        capped = await http.get("/api/v1/conversations", headers=tenant.auth())
+        seed = await http.get(f"/api/tenants/{tenant.id}/chat/conversations", headers=tenant.auth())
+    assert exact.headers["X-Total-Count"] == "4" and "X-Total-Count-Capped" not in exact.headers
+    assert capped.headers["X-Total-Count"] == "3"
+    assert capped.headers["X-Total-Count-Capped"] == "true"
+    assert len(capped.json()) == 4  # the cap bounds the count, never the page
+    assert (seed.json()["total"], seed.json()["total_capped"]) == (3, True)

@@ -55,7 +55,8 @@ async def conversations(
             }
             for conv, contact in rows
         ],
-        "total": total,
+        "total": min(total, conv_svc.COUNT_CAP),
+        "total_capped": total > conv_svc.COUNT_CAP,
     }
 
 

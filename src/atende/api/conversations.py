@@ -55,7 +55,10 @@ async def list_conversations(
             status=status, search=search or None, limit=limit, offset=offset
         ),
     )
-    response.headers["X-Total-Count"] = str(total)
+    # Past COUNT_CAP the header says COUNT_CAP and X-Total-Count-Capped says it is a floor.
+    response.headers["X-Total-Count"] = str(min(total, conv_svc.COUNT_CAP))
+    if total > conv_svc.COUNT_CAP:
+        response.headers["X-Total-Count-Capped"] = "true"
     return [conversation_public(conv, contact) for conv, contact in rows]
 
 

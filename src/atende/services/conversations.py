@@ -76,6 +76,9 @@ def _visible_filter(stmt: Any, principal: Principal) -> Any:
     return stmt
 
 
+COUNT_CAP = 10_000  # conversation lists count exactly up to here
+
+
 @dataclass(frozen=True)
 class ConversationQuery:
     status: ConversationStatus | None = None
@@ -107,8 +110,10 @@ async def list_for(
 
 
 def _count(principal: Principal, query: ConversationQuery) -> Any:
-    """The list's total. Without a search it counts conversations alone: joining every contact
-    just to count cost more than the page itself (12 ms of 30 at 10k conversations)."""
+    """The list's total, up to COUNT_CAP + 1 (which means "more than COUNT_CAP").
+
+    Without a search it counts conversations alone: joining every contact just to count cost
+    more than the page itself (12 of 30 ms at 10k conversations)."""
     if query.search:
         base = select(Conversation.id).join(Contact, Contact.id == Conversation.contact_id)
         base = _search(_visible_filter(base, principal), query.search)
@@ -116,7 +121,9 @@ def _count(principal: Principal, query: ConversationQuery) -> Any:
         base = _visible_filter(select(Conversation.id), principal)
     if query.status is not None:
         base = base.where(Conversation.status == query.status.value)
-    return select(func.count()).select_from(base.subquery())
+    # Counting stops past COUNT_CAP: an exact count of 100k conversations took 26 of the list's
+    # 31 ms, for a figure nobody reads digit by digit ("10000+" says as much).
+    return select(func.count()).select_from(base.limit(COUNT_CAP + 1).subquery())
 
 
 def _search(stmt: Any, term: str) -> Any:

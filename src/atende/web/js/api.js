@@ -120,7 +120,11 @@ export async function listConversations({ status, search, limit = 100 } = {}) {
   if (status) params.set("status", status);
   if (search) params.set("search", search);
   const response = await fetchAuthed("GET", `/api/v1/conversations?${params}`);
-  return { items: await response.json(), total: Number(response.headers.get("X-Total-Count") || 0) };
+  return {
+    items: await response.json(),
+    total: Number(response.headers.get("X-Total-Count") || 0),
+    capped: response.headers.get("X-Total-Count-Capped") === "true",
+  };
 }
 
 export async function listMessages(conversationId, { before, limit = 50 } = {}) {

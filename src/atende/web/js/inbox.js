@@ -14,7 +14,7 @@ const FILTER_LABEL = { "": "filter.all", active: "filter.active", waiting: "filt
 
 export function mountInbox(view) {
   const me = currentUser();
-  const state = { filter: "", search: "", convs: new Map(), openId: null, loadSeq: 0, total: 0, live: null };
+  const state = { filter: "", search: "", convs: new Map(), openId: null, loadSeq: 0, total: 0, capped: false, live: null };
 
   const listEl = h("ul", { class: "conv-list", testid: "conversation-list" });
   const countEl = h("span", { class: "muted small", testid: "conversation-count" });
@@ -66,7 +66,7 @@ export function mountInbox(view) {
     const live = new Map(); // updates that arrive while the list loads are newer than it may be
     state.live = live;
     try {
-      const { items, total } = await listConversations({ status: state.filter, search: state.search });
+      const { items, total, capped } = await listConversations({ status: state.filter, search: state.search });
       if (seq !== state.loadSeq) return; // a newer filter or search won
       state.convs = new Map(items.map((c) => [c.id, c]));
       state.live = null;
@@ -76,6 +76,7 @@ export function mountInbox(view) {
         if (fetched || (!state.search && visible(conv))) state.convs.set(conv.id, conv);
       }
       state.total = total;
+      state.capped = capped;
       renderList();
     } catch (err) {
       console.error("loading conversations failed", err);
@@ -118,7 +119,8 @@ export function mountInbox(view) {
 
   function renderList() {
     const items = sorted();
-    countEl.textContent = String(Math.max(state.total, items.length));
+    // Past the server's count cap the figure is a floor: "10000+".
+    countEl.textContent = String(Math.max(state.total, items.length)) + (state.capped ? "+" : "");
     clear(listEl, items.length ? items.map(itemView) : h("li", { class: "empty", testid: "list-empty" }, t("list.empty")));
     let unseen = 0;
     for (const c of items) if (c.id !== state.openId || document.hidden) unseen += c.unread_count || 0;
