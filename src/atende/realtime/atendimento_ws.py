@@ -12,7 +12,15 @@ from atende.errors import Forbidden, InvalidInput
 from atende.events.model import Event, EventType
 from atende.realtime import auth as ws_auth
 from atende.realtime.connection import RenderCache, now_iso
-from atende.realtime.ws_session import WsSession, close_socket, dump, open_socket, required_str
+from atende.realtime.ws_session import (
+    WsSession,
+    close_socket,
+    dump,
+    open_socket,
+    optional_bool,
+    required_str,
+    type_label,
+)
 from atende.services import chat as chat_svc
 from atende.services import conversations as conv_svc
 from atende.services.auth import Principal
@@ -192,16 +200,16 @@ class AtendimentoSession(WsSession):
                 self.ctx,
                 self.principal,
                 required_str(frame, "phone_number"),
-                bool(frame.get("is_typing", True)),
+                optional_bool(frame, "is_typing", True),
             )
         elif kind == "disconnect":
-            reason = str(frame.get("reason") or "client_request")[:100]
+            given = frame.get("reason")
+            reason = given[:100] if isinstance(given, str) and given else "client_request"
             await close_socket(self.ws, 1000, reason)
             return reason
         elif kind != "auth":  # a repeated auth frame is harmless
-            raise InvalidInput(
-                f"Unknown message type {str(kind)[:40]!r}", details={"type": str(kind)[:40]}
-            )
+            label = type_label(kind)
+            raise InvalidInput(f"Unknown message type {label!r}", details={"type": label})
         return None
 
     async def _send_message(self, frame: dict[str, Any]) -> None:

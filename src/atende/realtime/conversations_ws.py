@@ -16,7 +16,7 @@ from atende.errors import Forbidden, InvalidInput
 from atende.events.model import Event, EventType
 from atende.realtime import auth as ws_auth
 from atende.realtime.connection import RenderCache, now_iso
-from atende.realtime.ws_session import WsSession, dump, open_socket, required_str
+from atende.realtime.ws_session import WsSession, dump, open_socket, required_str, type_label
 from atende.services import chat as chat_svc
 from atende.services.auth import Principal
 
@@ -124,7 +124,7 @@ class ConversationsSession(WsSession):
                 self.ctx, self.principal, conversation_id, kind == "typing_start"
             )
         elif kind != "auth":
-            raise InvalidInput(f"Unknown message type {str(kind)[:40]!r}")
+            raise InvalidInput(f"Unknown message type {type_label(kind)!r}")
         return None
 
 

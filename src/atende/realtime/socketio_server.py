@@ -11,6 +11,7 @@ an agent), as `message:new`, `message:status`, `conversation:updated`, `connecti
 `user_typing` only for conversations it has joined (the seed's room semantics), never its own
 user's typing. Rooms `conversation:{id}` and `user:{id}` exist as the seed describes; the
 per-user room plus `presence` keep at most three connections per user, across instances.
+Client packets pass `sio_guard` first (malformed input, the frame budget, binary packets).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from atende.errors import AtendeError, Forbidden, InvalidInput, NotFound, Unauth
 from atende.events.model import Event, EventType
 from atende.realtime import presence
 from atende.realtime.connection import Connection, RenderCache, now_iso
+from atende.realtime.flood import FrameBudget
+from atende.realtime.sio_guard import EngineIOFrameGuard, GuardedServer
 from atende.services import chat as chat_svc
 from atende.services import conversations as conv_svc
 from atende.services.auth import Principal, decode_token
@@ -122,6 +125,7 @@ class SioClient:
     principal: Principal
     conn: Connection
     joined: set[uuid.UUID]
+    budget: FrameBudget
     typing_at: deque[float] = field(default_factory=deque)
 
     def typing_allowed(self) -> bool:
@@ -153,7 +157,8 @@ class SocketIOGateway:
             if settings.redis_url
             else None
         )
-        self.sio = socketio.AsyncServer(
+        self.sio = GuardedServer(
+            self._client_for_eio,
             async_mode="asgi",
             client_manager=manager,
             # Starlette's CORSMiddleware answers CORS for the whole app; the Origin of a
@@ -171,8 +176,15 @@ class SocketIOGateway:
         ctx: AppContext = self.app.state.ctx
         return ctx
 
-    def asgi_app(self) -> socketio.ASGIApp:
-        return socketio.ASGIApp(self.sio, socketio_path="socket.io")
+    def asgi_app(self) -> EngineIOFrameGuard:
+        return EngineIOFrameGuard(
+            socketio.ASGIApp(self.sio, socketio_path="socket.io"),
+            max_packet=self.sio.eio.max_http_buffer_size,
+        )
+
+    def _client_for_eio(self, eio_sid: str) -> SioClient | None:
+        sid = self.sio.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        return None if sid is None else self.clients.get(sid)
 
     def _register(self) -> None:
         self.sio.on("connect", self._connect)
@@ -225,7 +237,8 @@ class SocketIOGateway:
             dialect="socketio",
             accept=functools.partial(accepts, principal, joined),
         )
-        client = SioClient(sid, eio_sid, principal, conn, joined)
+        budget = FrameBudget(self.settings.ws_frames_per_sec, self.settings.ws_frames_burst)
+        client = SioClient(sid, eio_sid, principal, conn, joined, budget)
         self.clients[sid] = client
         await self.sio.enter_room(sid, f"user:{principal.user_id}")
         client.reply(

@@ -129,6 +129,11 @@ class WsSession:
                 return "timeout"
             if message["type"] == "websocket.disconnect":
                 return "client closed"
+            # Every frame, binary ones too, spends the budget: a flood of any kind is refused
+            # with RATE_LIMIT_EXCEEDED before any work is done on it.
+            if not self.budget.take():
+                self.error(RateLimitExceeded("Too many frames; slow down", retry_after=1))
+                continue
             raw = message.get("text")
             if raw is None:
                 self.error(InvalidInput("Frames must be JSON text"))
@@ -138,9 +143,6 @@ class WsSession:
                 return done
 
     async def _handle(self, raw: str) -> str | None:
-        if not self.budget.take():
-            self.error(RateLimitExceeded("Too many frames; slow down", retry_after=1))
-            return None
         try:
             return await self.dispatch(parse_frame(raw))
         except AtendeError as exc:
@@ -168,6 +170,21 @@ def parse_frame(raw: str) -> dict[str, Any]:
     if not isinstance(frame, dict):
         raise InvalidInput("A frame must be a JSON object with a `type`")
     return frame
+
+
+def type_label(kind: Any) -> str:
+    """A frame's `type` for an error message. Only a string is shown: `str()` of a deeply nested
+    list raises RecursionError, and a client chooses what `type` holds."""
+    return kind[:40] if isinstance(kind, str) else f"<{type(kind).__name__}>"
+
+
+def optional_bool(frame: dict[str, Any], key: str, default: bool) -> bool:
+    """A boolean field; absent means `default`. `"false"` is not False: a wrong type is refused
+    rather than coerced into the opposite of what the client meant."""
+    value = frame.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"`{key}` must be true or false", details={"field": key})
+    return value
 
 
 def required_str(frame: dict[str, Any], key: str) -> str:
