@@ -8,7 +8,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from atende.services import sessions as sessions_svc
 from atende.services.auth import mint_token
+from atende.types import SessionState
 from tests.harness import Tenant
 
 PHONE = "5511987654321"
@@ -39,6 +41,32 @@ async def test_connected_greeting_counts_unread(tenant: Tenant) -> None:
     assert hello["whatsapp_connected"] is True
     assert hello["unread_count"] == 2
     assert hello["client_id"].startswith("client_")
+
+
+async def test_greeting_follows_the_session_state_and_what_the_agent_may_see(
+    tenant: Tenant,
+) -> None:
+    await tenant.customer_says("da Ana", phone="5511911110001")
+    await tenant.customer_says("do Beto", phone="5511911110002")
+    async with tenant.http() as http:
+        convs = (await http.get("/api/v1/conversations", headers=tenant.auth())).json()
+        ana = next(c for c in convs if c["contact"]["phone"].endswith("0001"))
+        await http.post(
+            f"/api/v1/conversations/{ana['id']}/assign",
+            json={"user_id": str(tenant.admin_id)},
+            headers=tenant.auth(),
+        )
+    await sessions_svc.set_state(
+        tenant.server.ctx, tenant.session_id, state=SessionState.DISCONNECTED
+    )
+    async with (
+        tenant.chat_socket(greet=False) as admin,
+        tenant.chat_socket(tenant.agent_token, greet=False) as agent,
+    ):
+        admin_hello = await admin.expect("connected")
+        agent_hello = await agent.expect("connected")
+    assert admin_hello["whatsapp_connected"] is False
+    assert (admin_hello["unread_count"], agent_hello["unread_count"]) == (2, 1)
 
 
 async def test_send_message_is_confirmed_then_delivered_and_read(tenant: Tenant) -> None:
@@ -236,7 +264,6 @@ async def test_frame_flood_gets_rate_limited_and_socket_survives(tenant: Tenant)
 
 async def test_agent_never_sees_a_conversation_assigned_to_someone_else(tenant: Tenant) -> None:
     from atende.services import accounts
-    from atende.services.auth import mint_token
     from atende.types import Role
 
     ctx = tenant.server.ctx

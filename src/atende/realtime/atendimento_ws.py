@@ -168,15 +168,13 @@ class AtendimentoSession(WsSession):
     dialect = "atendimento"
 
     async def greet(self) -> None:
-        session_row = await chat_svc.primary_session(self.ctx, self.principal.tenant_id)
-        unread = await conv_svc.unread_total(self.ctx, self.principal)
+        connected, unread = await conv_svc.greeting_state(self.ctx, self.principal)
         self.conn.send_frame(
             dump(
                 {
                     "type": "connected",
                     "client_id": self.conn.client_id,
-                    "whatsapp_connected": session_row is not None
-                    and session_row.state == "connected",
+                    "whatsapp_connected": connected,
                     "unread_count": unread,
                     "timestamp": now_iso(),
                     "user_id": str(self.principal.user_id),

@@ -23,10 +23,6 @@ from atende.services.tx import TenantTx, run_tenant_tx
 from atende.types import MessageType
 
 
-async def primary_session(ctx: AppContext, tenant_id: uuid.UUID) -> WhatsAppSession | None:
-    return await sessions_svc.primary(ctx, tenant_id)
-
-
 def _clean(ctx: AppContext, text: str) -> str:
     cleaned = clean_text(text, max_chars=ctx.settings.max_text_chars)
     if not cleaned:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from atende.context import AppContext
-from atende.db.models import Contact, Conversation, Message, User
+from atende.db.models import Contact, Conversation, Message, User, WhatsAppSession
 from atende.db.types import utcnow
 from atende.errors import Forbidden, InvalidInput, NotFound
 from atende.events.model import EventType
@@ -17,7 +17,7 @@ from atende.phone import variants
 from atende.services.auth import Principal
 from atende.services.render import conversation_public
 from atende.services.tx import TenantTx, run_tenant_tx
-from atende.types import ConversationStatus
+from atende.types import ConversationStatus, SessionState
 
 
 def visible_to(conv: Conversation) -> uuid.UUID | None:
@@ -229,11 +229,31 @@ async def set_status(
     return await run_tenant_tx(ctx, principal.tenant_id, work)
 
 
-async def unread_total(ctx: AppContext, principal: Principal) -> int:
+def _unread_total_stmt(principal: Principal) -> Any:
     stmt = _visible_filter(select(func.coalesce(func.sum(Conversation.unread_count), 0)), principal)
-    stmt = stmt.where(Conversation.status != ConversationStatus.CLOSED.value)
+    return stmt.where(Conversation.status != ConversationStatus.CLOSED.value)
+
+
+async def unread_total(ctx: AppContext, principal: Principal) -> int:
     async with ctx.reader() as session:
-        return int((await session.execute(stmt)).scalar_one())
+        return int((await session.execute(_unread_total_stmt(principal))).scalar_one())
+
+
+async def greeting_state(ctx: AppContext, principal: Principal) -> tuple[bool, int]:
+    """(WhatsApp connected, unread total) for a socket's greeting, in one query: every connect
+    pays for it, and it was two transactions before."""
+    connected = (
+        select(WhatsAppSession.id)
+        .where(
+            WhatsAppSession.tenant_id == principal.tenant_id,
+            WhatsAppSession.state == SessionState.CONNECTED.value,
+        )
+        .exists()
+    )
+    stmt = select(connected, _unread_total_stmt(principal).scalar_subquery())
+    async with ctx.reader() as session:
+        row = (await session.execute(stmt)).one()
+    return bool(row[0]), int(row[1])
 
 
 async def find_by_phone(
