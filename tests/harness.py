@@ -114,6 +114,24 @@ class Tenant:
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.server.base_url, timeout=WAIT_SECS)
 
+    async def conversation_where(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first conversation of the admin's list that `match` accepts."""
+        async with self.http() as client:
+            listed = (await client.get("/api/v1/conversations", headers=self.auth())).json()
+        return next(c for c in listed if match(c))
+
+    async def assign(self, conversation_id: str, user_id: uuid.UUID) -> dict[str, Any]:
+        """Assign a conversation through REST as the admin; the test fails if it is refused."""
+        async with self.http() as client:
+            response = await client.post(
+                f"/api/v1/conversations/{conversation_id}/assign",
+                json={"user_id": str(user_id)},
+                headers=self.auth(),
+            )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
     async def customer_says(
         self,
         text: str,

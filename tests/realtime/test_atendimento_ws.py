@@ -48,14 +48,8 @@ async def test_greeting_follows_the_session_state_and_what_the_agent_may_see(
 ) -> None:
     await tenant.customer_says("da Ana", phone="5511911110001")
     await tenant.customer_says("do Beto", phone="5511911110002")
-    async with tenant.http() as http:
-        convs = (await http.get("/api/v1/conversations", headers=tenant.auth())).json()
-        ana = next(c for c in convs if c["contact"]["phone"].endswith("0001"))
-        await http.post(
-            f"/api/v1/conversations/{ana['id']}/assign",
-            json={"user_id": str(tenant.admin_id)},
-            headers=tenant.auth(),
-        )
+    ana = await tenant.conversation_where(lambda c: c["contact"]["phone"].endswith("0001"))
+    await tenant.assign(ana["id"], tenant.admin_id)
     await sessions_svc.set_state(
         tenant.server.ctx, tenant.session_id, state=SessionState.DISCONNECTED
     )

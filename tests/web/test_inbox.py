@@ -157,15 +157,8 @@ async def test_agent_cannot_see_another_agents_conversation(page: Page, tenant: 
     )
     await tenant.customer_says("Mensagem da Eva", phone="5511944440004", push_name="Eva")
     await tenant.customer_says("Mensagem do Fábio", phone="5511955550005", push_name="Fábio")
-    async with tenant.http() as client:
-        convs = (await client.get("/api/v1/conversations", headers=tenant.auth())).json()
-        eva = next(c for c in convs if c["contact"]["name"] == "Eva")
-        assigned = await client.post(
-            f"/api/v1/conversations/{eva['id']}/assign",
-            json={"user_id": str(other.id)},
-            headers=tenant.auth(),
-        )
-        assert assigned.status_code == 200, assigned.text
+    eva = await tenant.conversation_where(lambda c: c["contact"]["name"] == "Eva")
+    await tenant.assign(eva["id"], other.id)
     await login(page, tenant.server.base_url, agent_email(tenant))
     await expect(item(page, "Fábio")).to_be_visible()
     await expect(item(page, "Eva")).to_have_count(0)
