@@ -22,8 +22,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from atende import metrics
 from atende.context import AppContext
@@ -147,8 +146,7 @@ class Outbox:
             for msg, sess, contact in rows:
                 msg.attempts += 1
                 msg.next_attempt_at = now + self.lease
-                known = await _known_gateway_id(session, msg)
-                claimed.append(_claimed(msg, sess, contact, self.ctx, known))
+                claimed.append(_claimed(msg, sess, contact, self.ctx, _known_gateway_id(msg)))
         return claimed
 
     async def deliver(self, claimed: Claimed) -> None:
@@ -240,7 +238,7 @@ class Outbox:
     async def _known_now(self, claimed: Claimed) -> str | None:
         async with self.ctx.reader() as session:
             msg = await session.get(Message, claimed.message_id)
-            return None if msg is None else await _known_gateway_id(session, msg)
+            return None if msg is None else _known_gateway_id(msg)
 
     async def _retry_or_fail(self, claimed: Claimed, reason: str, maybe_sent: bool = False) -> None:
         if (known := await self._known_now(claimed)) is not None:
@@ -274,24 +272,13 @@ class Outbox:
                 msg.error = reason[:1000]
 
 
-async def _known_gateway_id(session: AsyncSession, msg: Message) -> str | None:
+def _known_gateway_id(msg: Message) -> str | None:
     """The gateway id an echo stored on this still-pending message: proof the gateway sent it.
 
-    Echoes are matched to our rows by text, so while another pending message of the same
-    conversation has the same text the attribution is a guess; then nothing is proven and the
-    message is sent (at-least-once) rather than perhaps never.
+    `services.messages._match_echo` pins an echo on a pending row only when no other pending
+    row of the conversation has the same text, so a pinned id is never a guess.
     """
-    if msg.status != MessageStatus.PENDING.value or msg.whatsapp_message_id is None:
-        return None
-    twins = (
-        select(func.count(Message.id))
-        .where(Message.conversation_id == msg.conversation_id)
-        .where(Message.id != msg.id)
-        .where(Message.direction == Direction.OUTBOUND.value)
-        .where(Message.status == MessageStatus.PENDING.value)
-        .where(Message.text == msg.text)
-    )
-    if (await session.execute(twins)).scalar_one():
+    if msg.status != MessageStatus.PENDING.value:
         return None
     return msg.whatsapp_message_id
 
