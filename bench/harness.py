@@ -34,7 +34,8 @@ NODE_DIR = BENCH_DIR / "node"
 HOST = "127.0.0.1"
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-JWT_SECRET = "bench-secret-" + "x" * 32
+JWT_SECRET = "bench-jwt-secret-4f9c2a7e1b8d3605-atende"
+SECRET_KEY = "bench-master-key-93e1c07a5b2f4d68-atende"
 REPS = 3  # every figure is the median of at least this many repetitions
 
 Spec = dict[str, Any]
@@ -227,7 +228,10 @@ def atende_env(database_url: str, redis_url: str | None = None) -> dict[str, str
     env = {
         "ATENDE_DATABASE_URL": database_url,
         "ATENDE_JWT_SECRET": JWT_SECRET,
+        "ATENDE_SECRET_KEY": SECRET_KEY,
         "ATENDE_ENVIRONMENT": "test",
+        "ATENDE_SANDBOX_ENABLED": "true",
+        "ATENDE_GATEWAY_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "ATENDE_CREATE_DEMO": "false",
         "ATENDE_RATE_LIMIT_PER_MINUTE": "100000000",
         "ATENDE_RATE_LIMIT_PER_HOUR": "1000000000",
@@ -250,7 +254,13 @@ def start_atende(name: str, env: dict[str, str]) -> Server:
 def _settings(database_url: str) -> Any:
     from atende.config import Settings
 
-    return Settings(jwt_secret=JWT_SECRET, environment="test", database_url=database_url)
+    return Settings(
+        jwt_secret=JWT_SECRET,
+        secret_key=SECRET_KEY,
+        environment="test",
+        database_url=database_url,
+        sandbox_enabled=True,
+    )
 
 
 def mint(tenant_id: str, user_id: str, role: str) -> str:

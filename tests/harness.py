@@ -27,6 +27,17 @@ from atende.services.auth import mint_token
 from atende.types import ProviderName, Role
 
 TEST_JWT_SECRET = "test-secret-0123456789abcdef-atende"
+TEST_SECRET_KEY = "test-master-key-fedcba9876543210-atende"
+# Fake gateways listen on loopback; outside tests that is refused unless the operator allows it.
+TEST_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+# The same settings for `atende` processes the tests start (CLI, serve, chaos, two instances).
+TEST_ENV = {
+    "ATENDE_ENVIRONMENT": "test",
+    "ATENDE_JWT_SECRET": TEST_JWT_SECRET,
+    "ATENDE_SECRET_KEY": TEST_SECRET_KEY,
+    "ATENDE_SANDBOX_ENABLED": "true",
+    "ATENDE_GATEWAY_ALLOWED_NETWORKS": ",".join(TEST_ALLOWED_NETWORKS),
+}
 WAIT_SECS = 10.0
 
 
@@ -41,6 +52,9 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "environment": "test",
         "database_url": database_url,
         "jwt_secret": TEST_JWT_SECRET,
+        "secret_key": TEST_SECRET_KEY,
+        "sandbox_enabled": True,
+        "gateway_allowed_networks": TEST_ALLOWED_NETWORKS,
         "sandbox_delivered_after_ms": 20,
         "sandbox_read_after_ms": 40,
         "outbox_backoff_base_secs": 0.05,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.harness import TEST_JWT_SECRET, WsClient, free_port
+from tests.harness import TEST_ENV, TEST_JWT_SECRET, WsClient, free_port
 
 COMMANDS = [
     "serve",
@@ -32,9 +32,9 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATENDE_")}
     env.update(
         {
+            **TEST_ENV,
             "ATENDE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
-            "ATENDE_JWT_SECRET": TEST_JWT_SECRET,
-            "ATENDE_ENVIRONMENT": "test",
+            "ATENDE_DATA_DIR": str(tmp_path / "data"),
             "ATENDE_SANDBOX_DELIVERED_AFTER_MS": "10",
             "ATENDE_SANDBOX_READ_AFTER_MS": "20",
         }
@@ -80,9 +80,8 @@ def test_bad_input_gets_a_clear_error(cli_env: dict[str, str]) -> None:
         "admin",
     )
     assert result.returncode != 0 and "--tenant must be a UUID" in result.stderr
-    production = {**cli_env, "ATENDE_ENVIRONMENT": "production"}
-    production.pop("ATENDE_JWT_SECRET")
-    refused = atende(production, "migrate")
+    weak = {**cli_env, "ATENDE_ENVIRONMENT": "production", "ATENDE_JWT_SECRET": "change-me"}
+    refused = atende(weak, "migrate")
     assert refused.returncode == 2 and "ATENDE_JWT_SECRET" in refused.stderr
 
 

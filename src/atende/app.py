@@ -68,6 +68,8 @@ def install_providers(ctx: AppContext) -> None:
                 return
             await asyncio.sleep(SANDBOX_ACK_RETRY_SECS)
 
+    if not ctx.settings.sandbox_on:
+        return  # a simulated phone anyone with a session secret could speak for: dev only
     ctx.providers[ProviderName.SANDBOX] = SandboxProvider(
         sandbox_ack, ctx.settings.sandbox_delivered_after_ms, ctx.settings.sandbox_read_after_ms
     )

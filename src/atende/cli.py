@@ -186,9 +186,16 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s"
     )
+    _say_generated_secrets(settings)
     asyncio.run(db_migrate.upgrade(settings.database_url))
-    if settings.create_demo:
+    if settings.demo_on:
         _run(_seed_demo, migrate_first=False)
+    elif settings.create_demo and not settings.is_development:
+        typer.secho(
+            "ATENDE_CREATE_DEMO is ignored outside development (its password is public).",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     bind_host = host or settings.host
     bind_port = port or settings.port
     typer.echo(
@@ -203,6 +210,16 @@ def serve(
         ws_per_message_deflate=False,  # ~300 KiB per socket otherwise (SPEC §9)
         proxy_headers=True,
     )
+
+
+def _say_generated_secrets(settings: Settings) -> None:
+    for env_name, path in settings.generated_secrets:
+        typer.secho(
+            f"Generated a random {env_name} and kept it in {path} (mode 0600). Keep that file; "
+            f"instances that share a database must share it too (or set {env_name}).",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 async def _seed_demo(ctx: AppContext) -> None:

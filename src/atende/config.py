@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
-import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+import httpx
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEV_JWT_SECRET = "atende-development-secret-change-me"  # only ever accepted in development
+from atende import secretfile
+
 DEFAULT_DATA_DIR = Path("data")
+MiB = 1024 * 1024
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _split_list(value: Any) -> Any:
@@ -31,6 +36,8 @@ class Settings(BaseSettings):
     )
 
     environment: Literal["development", "production", "test"] = "development"
+    # Where the SQLite default, generated secrets and (later) media live.
+    data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = Field(
         default="",
         validation_alias=AliasChoices("ATENDE_DATABASE_URL", "DATABASE_URL"),
@@ -38,10 +45,16 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("ATENDE_REDIS_URL", "REDIS_URL")
     )
+    # Empty: a random secret is generated once and kept in `data_dir/secrets/` (mode 0600).
+    # Several instances must share it: set it, or share the data directory.
     jwt_secret: str = Field(
-        default=DEV_JWT_SECRET,
+        default="",
         validation_alias=AliasChoices("ATENDE_JWT_SECRET", "JWT_SECRET"),
     )
+    # The master key that encrypts gateway keys and webhook secrets at rest; same rules.
+    secret_key: str = Field(default="", validation_alias=AliasChoices("ATENDE_SECRET_KEY"))
+    jwt_issuer: str = "atende"
+    jwt_audience: str = "atende"
     jwt_access_ttl_secs: int = 3600
     jwt_refresh_ttl_secs: int = 30 * 24 * 3600
     allowed_origins: Annotated[list[str], NoDecode] = Field(
@@ -83,7 +96,33 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 100
     rate_limit_per_hour: int = 1000
 
-    # Sandbox provider: how long the simulated phone takes to ack.
+    # Logins: failures allowed per account and per client address in the window, then 429.
+    login_failures_per_account: int = 10
+    login_failures_per_ip: int = 30
+    login_failure_window_secs: int = 15 * 60
+    password_hash_concurrency: int = 2  # argon2 hashes at once (each takes ~64 MiB and a core)
+    min_password_chars: int = 10
+
+    # What a client may send: JSON bodies, webhooks (a session's own webhook URL may carry
+    # inline base64 media, and is identified before its body is read), and how slowly.
+    max_body_bytes: int = 1 * MiB
+    max_webhook_body_bytes: int = 64 * MiB
+    body_read_timeout_secs: float = 30.0
+    header_read_timeout_secs: float = 10.0
+    media_max_bytes: int = 100 * MiB  # WhatsApp's own limit for documents
+    # Signed webhooks older than this are refused for state changes (session status).
+    webhook_timestamp_window_secs: int = 300
+
+    # Outbound requests (gateways, media) never reach internal addresses unless listed here,
+    # e.g. a gateway on the same host: "127.0.0.1/32" or a private network "10.0.0.0/8".
+    gateway_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # The refresh-token cookie's Secure flag; None: on, except for plain http on a host that
+    # is not loopback (a browser would drop it there and every login would last an hour).
+    cookie_secure: bool | None = None
+
+    # Sandbox provider: off outside development unless enabled; how long the phone takes to ack.
+    sandbox_enabled: bool | None = None
     sandbox_delivered_after_ms: int = 150
     sandbox_read_after_ms: int = 600
 
@@ -93,26 +132,53 @@ class Settings(BaseSettings):
     outbox_backoff_max_secs: float = 60.0
     gateway_timeout_secs: float = 15.0
 
-    create_demo: bool = True  # `serve` seeds a demo tenant on an empty database
+    # `serve` seeds a demo tenant on an empty database, in development only.
+    create_demo: bool | None = None
 
-    @field_validator("allowed_origins", mode="before")
+    # Secrets this process generated (name, path), for `serve` to say so once.
+    _generated: list[tuple[str, Path]] = PrivateAttr(default_factory=list)
+
+    @field_validator("allowed_origins", "gateway_allowed_networks", mode="before")
     @classmethod
-    def _origins(cls, value: Any) -> Any:
+    def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("gateway_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"ATENDE_GATEWAY_ALLOWED_NETWORKS: {item!r} is not an address or network"
+                ) from exc
+        return value
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> Settings:
         if not self.database_url:
-            DEFAULT_DATA_DIR.mkdir(parents=True, exist_ok=True)
-            self.database_url = f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR / 'atende.db'}"
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'atende.db'}"
         self.database_url = normalise_database_url(self.database_url)
-        if self.environment != "development" and self.jwt_secret == DEV_JWT_SECRET:
-            raise ValueError(
-                "ATENDE_JWT_SECRET must be set to a secret of your own outside development"
-            )
-        if len(self.jwt_secret) < 16:
-            raise ValueError("ATENDE_JWT_SECRET must be at least 16 characters long")
+        self.jwt_secret = self._secret("ATENDE_JWT_SECRET", self.jwt_secret, "jwt_secret")
+        self.secret_key = self._secret("ATENDE_SECRET_KEY", self.secret_key, "secret_key")
         return self
+
+    def _secret(self, env_name: str, given: str, file_name: str) -> str:
+        if given:
+            secretfile.check_strength(env_name, given)
+            return given
+        path = self.data_dir / "secrets" / file_name
+        value, created = secretfile.load_or_create(path)
+        secretfile.check_strength(f"{env_name} (kept in {path})", value)
+        if created:
+            self._generated.append((env_name, path))
+        return value
+
+    @property
+    def generated_secrets(self) -> list[tuple[str, Path]]:
+        return list(self._generated)
 
     @cached_property
     def origins(self) -> frozenset[str]:
@@ -121,9 +187,43 @@ class Settings(BaseSettings):
         found.add(self.public_url.rstrip("/"))
         return frozenset(found)
 
+    @cached_property
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.gateway_allowed_networks)
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def sandbox_on(self) -> bool:
+        """The built-in sandbox WhatsApp: development's default, elsewhere only when asked."""
+        return self.is_development if self.sandbox_enabled is None else self.sandbox_enabled
+
+    @property
+    def demo_on(self) -> bool:
+        """A demo tenant with a published password: never outside development."""
+        return self.is_development and self.create_demo is not False
+
+    @property
+    def refresh_cookie_secure(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        url = httpx.URL(self.public_url)
+        return url.scheme == "https" or is_loopback_host(url.host)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def normalise_database_url(url: str) -> str:
@@ -136,4 +236,4 @@ def normalise_database_url(url: str) -> str:
 
 
 def new_secret() -> str:
-    return secrets.token_urlsafe(24)
+    return secretfile.new_secret()

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.harness import TEST_JWT_SECRET, free_port
+from tests.harness import TEST_ENV, free_port
 
 READY_SECS = 30.0
 
@@ -37,9 +37,8 @@ def base_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATENDE_")}
     env.update(
         {
+            **TEST_ENV,
             "ATENDE_DATABASE_URL": database_url,
-            "ATENDE_JWT_SECRET": TEST_JWT_SECRET,
-            "ATENDE_ENVIRONMENT": "test",
             "ATENDE_CREATE_DEMO": "false",
             "ATENDE_RATE_LIMIT_PER_MINUTE": "1000000",
             "ATENDE_RATE_LIMIT_PER_HOUR": "1000000",

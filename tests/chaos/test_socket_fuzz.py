@@ -41,7 +41,6 @@ from typing import Any
 import httpx
 import pytest
 
-from atende.config import Settings
 from atende.context import build_context
 from atende.services import accounts
 from atende.services import sessions as sessions_svc
@@ -77,7 +76,7 @@ from tests.chaos.fuzz_corpus import (
 )
 from tests.chaos.proc import ServeProcess, base_env
 from tests.chaos.summary import report
-from tests.harness import TEST_JWT_SECRET
+from tests.harness import settings_for
 from tests.realtime.sioclient import SioClient, sio_client
 
 SEED = int(os.environ.get("ATENDE_FUZZ_SEED") or random.SystemRandom().randrange(1 << 32))
@@ -150,7 +149,7 @@ async def make_world(tmp_path: Path) -> World:
     url = f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
     server = ServeProcess(base_env(url, **MALLOC_ENV), tmp_path / "serve.log")
     await server.start()  # migrates the database
-    settings = Settings(environment="test", database_url=url, jwt_secret=TEST_JWT_SECRET)
+    settings = settings_for(url)
     ctx = build_context(settings)
     try:
         tenant = await accounts.create_tenant(ctx, name="Fuzz")

@@ -26,7 +26,7 @@ import pytest_asyncio
 
 from atende.context import build_context
 from atende.db import migrate
-from tests.harness import TEST_JWT_SECRET, Server, Tenant, free_port, make_tenant, settings_for
+from tests.harness import TEST_ENV, Server, Tenant, free_port, make_tenant, settings_for
 
 PG_ADMIN_URL = os.environ.get(
     "ATENDE_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -199,10 +199,9 @@ async def running_cluster(workdir: Path, **env: str) -> AsyncIterator[Cluster]:
         await redis.start()
         env = {
             **os.environ,
-            "ATENDE_ENVIRONMENT": "test",
+            **TEST_ENV,
             "ATENDE_DATABASE_URL": db_url,
             "ATENDE_REDIS_URL": redis.url,
-            "ATENDE_JWT_SECRET": TEST_JWT_SECRET,
             "ATENDE_CREATE_DEMO": "false",
             "ATENDE_RATE_LIMIT_PER_MINUTE": "100",
             "ATENDE_SANDBOX_DELIVERED_AFTER_MS": "20",

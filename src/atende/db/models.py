@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any, ClassVar
@@ -41,6 +42,13 @@ def _uuid() -> uuid.UUID:
     return uuid.uuid4()
 
 
+WEBHOOK_TOKEN_PREFIX = "wh_"  # tells a session token from Evolution's per-event URL suffixes
+
+
+def new_webhook_token() -> str:
+    return WEBHOOK_TOKEN_PREFIX + secrets.token_urlsafe(24)
+
+
 class Tenant(Base):
     __tablename__ = "tenants"
 
@@ -64,9 +72,34 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Every token carries the version it was minted at; bumping it (disable, role or password
+    # change, logout) makes every earlier token of the user worthless at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_users_tenant", "tenant_id"),)
+
+
+class RefreshToken(Base):
+    """One issued refresh token (its `jti`). Refreshing uses it up and issues the next one of
+    the same family; presenting a used one again means it was stolen: the family dies."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the token's jti
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    family_id: Mapped[uuid.UUID] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_refresh_tokens_family", "family_id"),
+        Index("ix_refresh_tokens_user", "user_id"),
+        Index("ix_refresh_tokens_expires", "expires_at"),
+    )
 
 
 class WhatsAppSession(Base):
@@ -75,10 +108,13 @@ class WhatsAppSession(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=_uuid)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     provider: Mapped[str] = mapped_column(String(32))
-    name: Mapped[str] = mapped_column(String(200))
-    base_url: Mapped[str | None] = mapped_column(String(500))
-    api_key: Mapped[str | None] = mapped_column(String(500))
-    webhook_secret: Mapped[str | None] = mapped_column(String(500))
+    name: Mapped[str] = mapped_column(String(200))  # unique per tenant, not across tenants
+    # Unguessable: `/api/webhooks/{provider}/{webhook_token}` finds this session directly.
+    webhook_token: Mapped[str] = mapped_column(String(64), default=new_webhook_token)
+    # Gateway URL, key and webhook secret are stored encrypted (see atende.vault).
+    base_url: Mapped[str | None] = mapped_column(Text)
+    api_key: Mapped[str | None] = mapped_column(Text)
+    webhook_secret: Mapped[str | None] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default="disconnected")
     qr: Mapped[str | None] = mapped_column(Text)
@@ -88,9 +124,28 @@ class WhatsAppSession(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("provider", "name", name="uq_whatsapp_sessions_provider_name"),
+        UniqueConstraint(
+            "tenant_id", "provider", "name", name="uq_whatsapp_sessions_tenant_provider_name"
+        ),
+        UniqueConstraint("webhook_token", name="uq_whatsapp_sessions_webhook_token"),
         Index("ix_whatsapp_sessions_tenant", "tenant_id"),
+        Index("ix_whatsapp_sessions_provider_name", "provider", "name"),
     )
+
+
+class WebhookEvent(Base):
+    """Provider event ids of state-changing webhooks already applied (WAHA's `evt_…`), so a
+    replayed one changes nothing. Pruned with the event log."""
+
+    __tablename__ = "webhook_events"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("whatsapp_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_webhook_events_created", "created_at"),)
 
 
 class Contact(Base):
