@@ -88,7 +88,11 @@ def test_bad_input_gets_a_clear_error(cli_env: dict[str, str]) -> None:
 @pytest_asyncio.fixture(loop_scope="session")
 async def served(cli_env: dict[str, str]) -> AsyncIterator[tuple[dict[str, str], str]]:
     port = free_port()
-    env = {**cli_env, "ATENDE_PUBLIC_URL": f"http://127.0.0.1:{port}", "ATENDE_CREATE_DEMO": "true"}
+    env = {
+        **cli_env,
+        "ATENDE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "ATENDE_ENVIRONMENT": "development",  # the demo tenant exists only there
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
