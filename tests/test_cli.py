@@ -216,6 +216,8 @@ def test_create_commands_print_json_and_token_works(cli_env: dict[str, str]) -> 
     assert token.returncode == 0
     import jwt
 
-    claims = jwt.decode(token.stdout.strip(), TEST_JWT_SECRET, algorithms=["HS256"])
+    claims = jwt.decode(
+        token.stdout.strip(), TEST_JWT_SECRET, algorithms=["HS256"], audience="atende"
+    )
     assert claims["sub"] == user["id"] and claims["tenant_id"] == tenant["id"]
     assert claims["exp"] - claims["iat"] == 60

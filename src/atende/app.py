@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from atende import metrics
-from atende.api import auth, chat, conversations, health, webhooks
+from atende.api import auth, chat, conversations, health, users, webhooks
 from atende.api.deps import ERROR_RESPONSES, refuse_nul_characters
 from atende.config import Settings
 from atende.context import AppContext, build_context
@@ -126,7 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     _install_error_handlers(app)
     app.include_router(health.router)
-    for module in (auth, chat, conversations):
+    for module in (auth, chat, conversations, users):
         app.include_router(module.router, responses=ERROR_RESPONSES, dependencies=API_GUARDS)
     # No NUL guard on webhooks: a gateway does not resend a 400, so they drop U+0000 instead.
     app.include_router(webhooks.router, responses=ERROR_RESPONSES)

@@ -16,10 +16,11 @@ import typer
 from atende.config import Settings, new_secret
 from atende.context import AppContext, build_context
 from atende.db import migrate as db_migrate
-from atende.errors import AtendeError
+from atende.errors import AtendeError, InvalidInput
 from atende.services import accounts
 from atende.services import sessions as sessions_svc
 from atende.services.auth import mint_token
+from atende.services.passwords import new_password
 from atende.types import ProviderName, Role
 
 app = typer.Typer(help="Atende: a real-time WhatsApp customer-service inbox.", no_args_is_help=True)
@@ -167,6 +168,7 @@ def token(
             tenant_id=found.tenant_id,
             role=found.role,
             ttl_secs=ttl_secs,
+            version=found.token_version,
         )
 
     typer.echo(_run(work))
@@ -190,12 +192,14 @@ def serve(
     asyncio.run(db_migrate.upgrade(settings.database_url))
     if settings.demo_on:
         _run(_seed_demo, migrate_first=False)
-    elif settings.create_demo and not settings.is_development:
-        typer.secho(
-            "ATENDE_CREATE_DEMO is ignored outside development (its password is public).",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
+    else:
+        if settings.create_demo and not settings.is_development:
+            typer.secho(
+                "ATENDE_CREATE_DEMO is ignored outside development (its password is public).",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        _run(_hint_first_admin, migrate_first=False)
     bind_host = host or settings.host
     bind_port = port or settings.port
     typer.echo(
@@ -222,6 +226,52 @@ def _say_generated_secrets(settings: Settings) -> None:
         )
 
 
+async def _hint_first_admin(ctx: AppContext) -> None:
+    if await accounts.count_tenants(ctx) == 0:
+        typer.secho(
+            "No tenant yet. Create the first one and its administrator with:\n"
+            '  atende init --tenant-name "Sua Clínica" --email voce@clinica.com.br',
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
+@app.command()
+def init(
+    tenant_name: Annotated[str, typer.Option(help="The business's name")],
+    email: Annotated[str, typer.Option(help="The first administrator's e-mail")],
+    name: Annotated[str | None, typer.Option(help="The administrator's name")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Create the first tenant and its administrator, with a one-time random password."""
+    password = new_password()
+
+    async def work(ctx: AppContext) -> tuple[Any, Any]:
+        if await accounts.count_tenants(ctx) > 0:
+            raise InvalidInput(
+                "This database already has tenants; use create-tenant and create-user"
+            )
+        tenant = await accounts.create_tenant(ctx, name=tenant_name)
+        admin = await accounts.create_user(
+            ctx, tenant_id=tenant.id, email=email, password=password, role=Role.ADMIN, name=name
+        )
+        return tenant, admin
+
+    tenant, admin = _run(work)
+    human = (
+        f"Tenant {tenant.id} ({tenant.name}) and its administrator were created.\n"
+        f"  log in as : {admin.email}\n"
+        f"  password  : {password}   (shown only now: change it after logging in)"
+    )
+    payload = {
+        "tenant_id": str(tenant.id),
+        "user_id": str(admin.id),
+        "email": admin.email,
+        "password": password,
+    }
+    _emit(payload, as_json, human)
+
+
 async def _seed_demo(ctx: AppContext) -> None:
     if await accounts.count_tenants(ctx) > 0:
         return
@@ -241,6 +291,7 @@ async def _seed_demo(ctx: AppContext) -> None:
         name=DEMO_SESSION,
         webhook_secret=new_secret(),
     )
+    # Development only (`Settings.demo_on`): a token on the console is a convenience there.
     jwt = mint_token(ctx.settings, user_id=admin.id, tenant_id=tenant.id, role=admin.role)
     typer.secho("\nA demo tenant was created on this empty database:", fg=typer.colors.GREEN)
     typer.echo(f"  tenant id : {tenant.id}")

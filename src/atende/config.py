@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "atende"
     jwt_access_ttl_secs: int = 3600
     jwt_refresh_ttl_secs: int = 30 * 24 * 3600
+    # A used refresh token presented again within this many seconds is a client that lost the
+    # answer (or two tabs racing), not a thief: it gets a new pair instead of ending sessions.
+    refresh_reuse_grace_secs: float = 15.0
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         validation_alias=AliasChoices(

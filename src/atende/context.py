@@ -23,6 +23,8 @@ from atende.events.bus import Bus, InProcessBus
 from atende.events.model import Event
 from atende.events.stream import StreamHub
 from atende.providers.base import Provider
+from atende.services.login_throttle import LoginThrottle
+from atende.services.passwords import Passwords
 from atende.services.ratelimit import SendLimiter
 from atende.types import ProviderName
 
@@ -38,6 +40,8 @@ class AppContext:
     bus: Bus
     hub: StreamHub
     http: httpx.AsyncClient
+    passwords: Passwords
+    login_throttle: LoginThrottle
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -115,6 +119,8 @@ def build_context(settings: Settings) -> AppContext:
         bus=bus,
         hub=hub,
         http=httpx.AsyncClient(timeout=settings.gateway_timeout_secs),
+        passwords=Passwords(settings.password_hash_concurrency),
+        login_throttle=LoginThrottle(settings),
         limiter=SendLimiter(settings),
         write_gate=asyncio.Lock() if settings.is_sqlite else None,
     )

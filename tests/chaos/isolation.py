@@ -23,7 +23,7 @@ import jwt
 import orjson
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from starlette.routing import Mount, WebSocketRoute
 
 from atende.context import AppContext
@@ -282,13 +282,23 @@ async def snapshot(ctx: AppContext, tenant_id: uuid.UUID) -> Snapshot:
     out: Snapshot = {}
     async with ctx.sessionmaker() as session:
         for table in Base.metadata.sorted_tables:
-            owner = table.c.id if table.name == "tenants" else table.c.get("tenant_id")
-            if owner is None:
-                raise AssertionError(f"table {table.name} has no tenant_id: teach the snapshot")
-            stmt = select(table).where(owner == tenant_id).order_by(*table.primary_key.columns)
+            stmt = select(table).where(_owned_by(table, tenant_id))
+            stmt = stmt.order_by(*table.primary_key.columns)
             rows = (await session.execute(stmt)).all()
             out[table.name] = [tuple(str(v) for v in row) for row in rows]
     return out
+
+
+def _owned_by(table: Table, tenant_id: uuid.UUID) -> Any:
+    if table.name == "tenants":
+        return table.c.id == tenant_id
+    if "tenant_id" in table.c:
+        return table.c.tenant_id == tenant_id
+    if table.name == "webhook_events":  # owned through its session
+        sessions = Base.metadata.tables["whatsapp_sessions"]
+        owned = select(sessions.c.id).where(sessions.c.tenant_id == tenant_id)
+        return table.c.session_id.in_(owned)
+    raise AssertionError(f"table {table.name} has no tenant_id: teach the snapshot")
 
 
 def snapshot_diff(before: Snapshot, after: Snapshot) -> list[str]:

@@ -37,6 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from atende.db.models import Message, User
 from atende.db.models import Tenant as TenantRow
 from atende.services import sessions as sessions_svc
+from atende.services.auth import mint_token
 from atende.types import ProviderName
 from tests.chaos.isolation import (
     PROBE_TEXT,
@@ -79,6 +80,12 @@ WEBHOOK_ROUTES = {
     RouteKey("POST", "/api/webhooks/{provider}"),
     RouteKey("POST", "/api/webhooks/{provider}/{event_slug}"),
     RouteKey("GET", "/api/webhooks/{provider}"),
+}
+# Routes that end the caller's own sessions when B calls them in its own scope: probed last,
+# then B's tokens are minted again for the rest of the matrix.
+SESSION_ENDING = {
+    RouteKey("POST", "/api/v1/auth/logout"),
+    RouteKey("POST", "/api/v1/auth/password"),
 }
 DIALECT_A = RouteKey("WS", "/ws/chat")
 DIALECT_B = RouteKey("WS", "/api/v1/conversations/ws")
@@ -385,9 +392,26 @@ async def _compare_with_twin(
         world.findings.add("existence", where, detail)
 
 
+async def _renew_b_tokens(world: World) -> None:
+    """B's tokens after B logged itself out in the matrix (its own business)."""
+    ctx, b = world.b.server.ctx, world.b
+    async with ctx.reader() as session:
+        for user_id, role, attr in (
+            (b.admin_id, "admin", "admin_token"),
+            (b.agent_id, "agent", "agent_token"),
+        ):
+            version = (
+                await session.execute(select(User.token_version).where(User.id == user_id))
+            ).scalar_one()
+            token = mint_token(
+                ctx.settings, user_id=user_id, tenant_id=b.id, role=role, version=version
+            )
+            setattr(b, attr, token)
+
+
 async def _rest_matrix(world: World) -> int:
     values, query = _values(world), _query_values(world)
-    routes = _jwt_routes(world)
+    routes = sorted(_jwt_routes(world), key=lambda k: k in SESSION_ENDING)
     async with httpx.AsyncClient(base_url=world.base, timeout=WAIT_SECS) as http:
         for key in routes:
             probe = build_request(world.spec, key, values, query)
@@ -406,6 +430,7 @@ async def _rest_matrix(world: World) -> int:
                 own = build_request(world.spec, key, own_body, query, path_rows)
                 b_admin = _tenant_b_credentials(world)[0]
                 await _other_tenant(world, http, key, own, b_admin, own_path=True)
+    await _renew_b_tokens(world)
     return len(routes)
 
 

@@ -54,23 +54,30 @@ async def test_typing_indicator_follows_another_agent(page: Page, tenant: Tenant
     await expect(indicator).to_be_hidden()
 
 
-async def test_a_refused_token_is_refreshed_without_logging_out(page: Page, tenant: Tenant) -> None:
+async def test_reload_keeps_the_session_without_tokens_in_reach_of_scripts(
+    page: Page, tenant: Tenant
+) -> None:
     await tenant.customer_says("Oi", phone=PHONE, push_name="Nina")
     await login(page, tenant.server.base_url, tenant.admin_email)
-    await page.evaluate(
-        """() => {
-            const auth = JSON.parse(localStorage.getItem("atende.auth"));
-            auth.access_token = "not-a-valid-token";
-            localStorage.setItem("atende.auth", JSON.stringify(auth));
-        }"""
+    stored = await page.evaluate(
+        "() => [document.cookie, JSON.stringify(Object.entries(localStorage)),"
+        " JSON.stringify(Object.entries(sessionStorage))]"
     )
-    await page.reload()
+    assert not any("eyJ" in where for where in stored), stored  # no JWT a script could read
+    cookies = await page.context.cookies()
+    refresh = next(c for c in cookies if c["name"] == "atende_refresh")
+    assert refresh["httpOnly"] and refresh["secure"] and refresh["sameSite"] == "Strict"
+    assert refresh["path"] == "/api/v1/auth"
+    await page.reload()  # the access token was only in memory: the cookie brings a new one
     await expect(page.get_by_test_id("conversation-item").filter(has_text="Nina")).to_be_visible()
     await expect(page.get_by_test_id("connection-indicator")).to_have_attribute(
         "data-state", "online"
     )
-    token = await page.evaluate("JSON.parse(localStorage.getItem('atende.auth')).access_token")
-    assert token != "not-a-valid-token"
+    await page.get_by_test_id("logout").click()
+    await expect(page.get_by_test_id("page-login")).to_be_visible()
+    assert not [c for c in await page.context.cookies() if c["name"] == "atende_refresh"]
+    await page.reload()
+    await expect(page.get_by_test_id("page-login")).to_be_visible()
 
 
 async def test_english_on_request(page: Page, tenant: Tenant) -> None:

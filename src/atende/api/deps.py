@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 
 from atende.context import AppContext
 from atende.errors import ErrorBody, Forbidden, InvalidInput, Unauthorized
-from atende.services.auth import Principal, decode_token
+from atende.services.access import authorize
+from atende.services.auth import Principal
 
 # Offsets past any real list, yet inside a 64-bit SQL integer: a larger one was a 500 (overflow).
 MAX_OFFSET = 1_000_000_000
@@ -37,11 +38,25 @@ def get_ctx(request: Request) -> AppContext:
     return ctx
 
 
-def get_principal(request: Request) -> Principal:
+def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("bearer "):
+        return None
+    return header[7:].strip() or None
+
+
+async def get_principal(request: Request) -> Principal:
+    """The caller, checked against its user's current state (not only the token's signature)."""
+    token = bearer_token(request)
+    if token is None:
         raise Unauthorized("Missing bearer token")
-    return decode_token(get_ctx(request).settings, header[7:].strip())
+    return await authorize(get_ctx(request), token)
+
+
+def client_ip(request: Request) -> str | None:
+    """The caller's address (uvicorn's proxy_headers resolve X-Forwarded-For from trusted
+    proxies only)."""
+    return request.client.host if request.client else None
 
 
 def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:

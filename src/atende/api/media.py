@@ -13,20 +13,21 @@ from atende.errors import GatewayError, NotFound, Unauthorized
 from atende.providers.base import MediaRef, ProviderError
 from atende.providers.http import with_default_timeout
 from atende.services import conversations as conv_svc
-from atende.services.auth import Principal, decode_token
+from atende.services.access import authorize
+from atende.services.auth import Principal
 from atende.services.sessions import config_of
 
 router = APIRouter(tags=["media"])
 
 
-def _principal(request: Request) -> Principal:
+async def _principal(request: Request) -> Principal:
     """Bearer header, or `?token=` for <img>/<audio> tags (redacted from access logs)."""
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
     token = token or request.query_params.get("token")
     if not token:
         raise Unauthorized("Missing bearer token")
-    return decode_token(request.app.state.ctx.settings, token)
+    return await authorize(request.app.state.ctx, token)
 
 
 # Documented as what it is: the file in its own type, or a redirect (not application/json).
@@ -44,7 +45,7 @@ def _principal(request: Request) -> Principal:
 )
 async def media(message_id: uuid.UUID, request: Request, ctx: CtxDep) -> Response:
     """The file of a media message, fetched from the gateway with the session's key."""
-    principal = _principal(request)
+    principal = await _principal(request)
     # A read-only session: it never holds SQLite's write lock, so nothing it calls can wait on it.
     async with ctx.reader() as session:
         msg = await session.get(Message, message_id)

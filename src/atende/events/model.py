@@ -18,6 +18,9 @@ class EventType:
     CONVERSATION_UPDATED = "conversation.updated"
     CONNECTION_STATUS = "connection.status"
     TYPING = "typing"
+    # A user's tokens were revoked (logout, password or role change, disabled): its sockets
+    # close with 4401. Dialects render nothing for it.
+    USER_REVOKED = "user.revoked"
 
 
 @dataclass(frozen=True, slots=True)

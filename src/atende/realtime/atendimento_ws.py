@@ -157,7 +157,7 @@ async def _authenticate(ctx: AppContext, websocket: WebSocket) -> Principal:
     token = ws_auth.token_from_handshake(websocket)
     if token is None:
         token, _ = await ws_auth.first_message_auth(websocket, ctx.settings.ws_auth_timeout_secs)
-    principal = ws_auth.principal_for(ctx.settings, token)
+    principal = await ws_auth.principal_for(ctx, token)
     wanted = websocket.query_params.get("tenant_id")
     if wanted and wanted != str(principal.tenant_id):
         raise Forbidden("Token is not valid for this tenant")

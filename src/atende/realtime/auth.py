@@ -8,24 +8,14 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket
 
-from atende.config import Settings
+from atende.context import AppContext
 from atende.errors import Unauthorized
-from atende.services.auth import Principal, decode_token
+from atende.services.access import authorize
+from atende.services.auth import Principal
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_IDLE = 4408
-
-
-def origin_allowed(settings: Settings, websocket: WebSocket) -> bool:
-    """Browsers always send Origin; tools (no Origin header) are allowed, tokens still apply."""
-    origin = websocket.headers.get("origin")
-    if origin is None or origin.rstrip("/") in settings.origins:
-        return True
-    # The inbox served by this very process (e.g. opened as localhost while the public URL says
-    # 127.0.0.1) is same-origin: its host matches the Host header the browser sent.
-    host = websocket.headers.get("host")
-    return host is not None and origin.split("://", 1)[-1].rstrip("/") == host
 
 
 def token_from_handshake(websocket: WebSocket) -> str | None:
@@ -56,8 +46,9 @@ async def first_message_auth(websocket: WebSocket, wait_secs: float) -> tuple[st
     return token, frame
 
 
-def principal_for(settings: Settings, token: str) -> Principal:
-    return decode_token(settings, token)
+async def principal_for(ctx: AppContext, token: str) -> Principal:
+    """The socket's principal: the token, checked against its user's current state."""
+    return await authorize(ctx, token)
 
 
 def close_reason(message: str) -> str:

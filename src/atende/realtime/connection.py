@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from atende.context import AppContext
 from atende.db.types import utcnow
 from atende.errors import utc_iso
 from atende.events import log as event_log
-from atende.events.model import Event
+from atende.events.model import Event, EventType
 from atende.realtime import presence
 from atende.services.auth import Principal
 
@@ -30,6 +31,7 @@ Frames = list[bytes]
 Renderer = Callable[[Event], Frames]
 SendText = Callable[[str], Awaitable[None]]
 CLOSE_TOO_SLOW = 1013
+CLOSE_UNAUTHORIZED = 4401  # the token expired or was revoked: refresh, then resume
 RENDER_CACHE_SIZE = 512
 
 
@@ -80,7 +82,35 @@ class Connection:
         self._accept = accept
         self._buffer: list[Event] = []
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.too_slow = asyncio.Event()
+        # Set when the socket must end (too slow, token expired or revoked); the dialect
+        # closes it with `close_code` and `close_reason`.
+        self.must_close = asyncio.Event()
+        self.close_code = 1000
+        self.close_reason = ""
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def request_close(self, code: int, reason: str) -> None:
+        if not self.must_close.is_set():
+            self.close_code, self.close_reason = code, reason
+            self.must_close.set()
+
+    def _watch_expiry(self) -> None:
+        """A token is good until its `exp`, not for the socket's whole life: close then (one
+        timer handle per socket, no task)."""
+        if self.principal.expires_at is None:
+            return
+        delay = max(0.0, self.principal.expires_at - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(
+            delay, self.request_close, CLOSE_UNAUTHORIZED, "Token expired"
+        )
+
+    def _revoked_by(self, event: Event) -> bool:
+        """Whether `event` ends this socket's token (a `user.revoked` of a newer version)."""
+        data = event.data
+        return (
+            data.get("user_id") == str(self.principal.user_id)
+            and int(data.get("token_version", 0)) > self.principal.token_version
+        )
 
     # Subscriber protocol -------------------------------------------------------------------
     def offer(self, event: Event) -> None:
@@ -93,6 +123,10 @@ class Connection:
         if event.id <= self.last_sent:
             return
         self.last_sent = event.id
+        if event.type == EventType.USER_REVOKED:
+            if self._revoked_by(event):
+                self.request_close(CLOSE_UNAUTHORIZED, "Session ended; log in again")
+            return
         if not event.visible_for(self.principal.user_id, self.principal.is_admin):
             return
         if self._accept is not None and not self._accept(event):
@@ -102,7 +136,7 @@ class Connection:
 
     def _put(self, frame: bytes) -> None:
         if self._queue.qsize() >= self.ctx.settings.ws_send_queue_max:
-            self.too_slow.set()
+            self.request_close(CLOSE_TOO_SLOW, "Too slow; reconnect with last_event_id")
             return
         self._queue.put_nowait(frame)
 
@@ -120,6 +154,7 @@ class Connection:
         commits while the greeting is built is neither lost nor sent before the greeting.
         """
         self.state = State.REPLAYING
+        self._watch_expiry()
         await presence.on_attach(self.ctx, self.principal.tenant_id, self.client_id, self.dialect)
         stream = await self.ctx.hub.subscribe(self.principal.tenant_id, self)
         if greet is not None:
@@ -163,6 +198,8 @@ class Connection:
         if self.state not in (State.CONNECTING, State.CLOSED):
             presence.on_detach(self.ctx, self.principal.tenant_id, self.client_id, self.dialect)
         self.state = State.CLOSED
+        if self._expiry is not None:
+            self._expiry.cancel()
         self.ctx.hub.unsubscribe(self.principal.tenant_id, self)
         self._queue.put_nowait(None)
 

@@ -89,7 +89,7 @@ async def _authenticate(ctx: AppContext, websocket: WebSocket) -> Principal:
         token, frame = await ws_auth.first_message_auth(
             websocket, ctx.settings.ws_auth_timeout_secs
         )
-    principal = ws_auth.principal_for(ctx.settings, token)
+    principal = await ws_auth.principal_for(ctx, token)
     claimed = frame.get("user_id")
     if claimed is not None and str(claimed) != str(principal.user_id):
         raise Forbidden("user_id does not match the token")

@@ -36,12 +36,13 @@ from atende.context import AppContext
 from atende.errors import AtendeError, Forbidden, InvalidInput, NotFound, Unauthorized
 from atende.events.model import Event, EventType
 from atende.realtime import presence
-from atende.realtime.connection import Connection, RenderCache, now_iso
+from atende.realtime.connection import CLOSE_UNAUTHORIZED, Connection, RenderCache, now_iso
 from atende.realtime.flood import FrameBudget
 from atende.realtime.sio_guard import EngineIOFrameGuard, GuardedServer
 from atende.services import chat as chat_svc
 from atende.services import conversations as conv_svc
-from atende.services.auth import Principal, decode_token
+from atende.services.access import authorize
+from atende.services.auth import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class SocketIOGateway:
         if not isinstance(token, str) or not token:
             raise socketio.exceptions.ConnectionRefusedError("Missing token")
         try:
-            principal = decode_token(self.settings, token)
+            principal = await authorize(self.ctx, token)
         except Unauthorized as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         try:
@@ -270,16 +271,27 @@ class SocketIOGateway:
         except TimeoutError:
             return
         writer = asyncio.create_task(client.conn.writer())
-        slow = asyncio.create_task(client.conn.too_slow.wait())
+        closing = asyncio.create_task(client.conn.must_close.wait())
         try:
-            done, _ = await asyncio.wait({writer, slow}, return_when=asyncio.FIRST_COMPLETED)
-            if slow in done:
-                logger.info("[SIO] %s too slow; disconnecting", client.conn.client_id)
-                await self.sio.disconnect(client.sid)
+            done, _ = await asyncio.wait({writer, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if closing in done:
+                await self._end(client)
         finally:
-            slow.cancel()
+            closing.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer, timeout=2)
+
+    async def _end(self, client: SioClient) -> None:
+        """Socket.IO has no close codes: say why in an `error` event (`code` 4401 means
+        refresh the token and reconnect), then disconnect."""
+        conn = client.conn
+        logger.info("[SIO] %s closing: %s", conn.client_id, conn.close_reason)
+        payload: dict[str, Any] = {"message": conn.close_reason, "code": conn.close_code}
+        if conn.close_code == CLOSE_UNAUTHORIZED:
+            payload["error_code"] = Unauthorized.error_code
+        with contextlib.suppress(Exception):
+            await self.sio.emit("error", {**payload, "event_id": conn.last_sent}, to=client.sid)
+        await self.sio.disconnect(client.sid)
 
     async def _enforce_user_limit(self, client: SioClient) -> None:
         """At most three connections per user, across instances: drop the oldest ones."""

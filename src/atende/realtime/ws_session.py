@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from atende.context import AppContext
 from atende.errors import AtendeError, InvalidInput, RateLimitExceeded, Unauthorized
+from atende.origin import origin_allowed
 from atende.realtime import auth as ws_auth
 from atende.realtime.connection import Connection, Renderer, now_iso
 from atende.realtime.flood import FrameBudget
@@ -39,7 +40,7 @@ Authenticate = Callable[[AppContext, WebSocket], Awaitable[Principal]]
 async def open_socket(websocket: WebSocket, authenticate: Authenticate) -> Principal | None:
     """Origin check, accept, authenticate; a refused socket is closed with a clear reason."""
     ctx: AppContext = websocket.app.state.ctx
-    if not ws_auth.origin_allowed(ctx.settings, websocket):
+    if not origin_allowed(ctx.settings, websocket):
         await websocket.close(code=ws_auth.CLOSE_FORBIDDEN, reason="Origin not allowed")
         return None
     await websocket.accept()
@@ -68,7 +69,7 @@ class WsSession:
 
     async def run(self) -> None:
         writer = asyncio.create_task(self.conn.writer())
-        watchdog = asyncio.create_task(self._watch_slow())
+        watchdog = asyncio.create_task(self._watch_close())
         logger.info(
             "[WS] Client connected: %s, tenant: %s, dialect: %s",
             self.conn.client_id,
@@ -115,9 +116,10 @@ class WsSession:
             self.error(InvalidInput("last_event_id must be an integer; resuming live only"))
             return None
 
-    async def _watch_slow(self) -> None:
-        await self.conn.too_slow.wait()
-        await close_socket(self.ws, 1013, "Too slow; reconnect with last_event_id")
+    async def _watch_close(self) -> None:
+        """Too slow, token expired or revoked: the connection says so, the socket closes."""
+        await self.conn.must_close.wait()
+        await close_socket(self.ws, self.conn.close_code, self.conn.close_reason)
 
     async def _read_loop(self) -> str:
         idle = self.ctx.settings.ws_idle_timeout_secs

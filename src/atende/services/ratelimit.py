@@ -17,15 +17,18 @@ from atende.errors import RateLimitExceeded
 logger = logging.getLogger(__name__)
 
 
+def make_storage(settings: Settings) -> Storage:
+    """Counters shared by every instance through Redis when it is configured, else here."""
+    if settings.redis_url:
+        return RedisStorage(
+            "async+" + settings.redis_url, implementation="redispy", wrap_exceptions=True
+        )
+    return MemoryStorage()
+
+
 class SendLimiter:
     def __init__(self, settings: Settings) -> None:
-        self._storage: Storage = (
-            RedisStorage(
-                "async+" + settings.redis_url, implementation="redispy", wrap_exceptions=True
-            )
-            if settings.redis_url
-            else MemoryStorage()
-        )
+        self._storage = make_storage(settings)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._storage_failing = False
         self._items: list[RateLimitItem] = [

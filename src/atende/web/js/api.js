@@ -1,6 +1,8 @@
-// The REST client: tokens in localStorage, refreshed before they expire, errors as ApiError.
+// The REST client. The access token lives in memory only; the refresh token lives in an
+// HttpOnly cookie the server sets (scoped to /api/v1/auth), so no script in the page, ours or
+// anyone's, can read either from storage. A reload gets a new access token from the cookie.
 
-const KEY = "atende.auth";
+const LEGACY_KEY = "atende.auth"; // where tokens used to be kept: cleared, never read
 const REFRESH_MARGIN_MS = 60_000;
 
 export class ApiError extends Error {
@@ -9,30 +11,26 @@ export class ApiError extends Error {
     this.status = status;
     this.code = body?.error_code || "HTTP_ERROR";
     this.details = body?.details;
+    this.retryAfter = body?.retry_after;
   }
 }
 
-let auth = load();
+let auth = null; // {access_token, expires_at, user}
 let refreshTimer = null;
 let refreshing = null;
 const authListeners = new Set();
 
-function load() {
-  try {
-    return JSON.parse(localStorage.getItem(KEY)) || null;
-  } catch {
-    return null;
-  }
+try {
+  localStorage.removeItem(LEGACY_KEY);
+} catch {
+  /* storage disabled */
 }
 
 function store(tokens) {
   auth = tokens
-    ? { ...tokens, expires_at: Date.now() + (tokens.expires_in ?? 3600) * 1000 }
+    ? { access_token: tokens.access_token, user: tokens.user, expires_at: Date.now() + (tokens.expires_in ?? 3600) * 1000 }
     : null;
-  if (auth) localStorage.setItem(KEY, JSON.stringify(auth));
-  else localStorage.removeItem(KEY);
-  scheduleRefresh();
-  for (const fn of authListeners) fn(auth);
+    for (const fn of authListeners) fn(auth);
 }
 
 function scheduleRefresh() {
@@ -52,28 +50,50 @@ export const accessToken = () => auth?.access_token ?? null;
 export const isAdmin = () => auth?.user?.role === "admin";
 
 export async function login(email, password) {
-  store(await request("POST", "/api/v1/auth/login", { email, password }, { anonymous: true }));
+  store(await request("POST", "/api/v1/auth/login", { email, password, refresh_token_in: "cookie" }, { anonymous: true }));
   return auth.user;
 }
 
-export function logout() {
+/** End the session on the server (every tab and device), then here. */
+export async function logout() {
+  try {
+    if (auth) await request("POST", "/api/v1/auth/logout");
+  } catch {
+    /* already ended: forget it here anyway */
+  }
   store(null);
 }
 
-/** Exchange the refresh token for a new pair (one request at a time). */
+/** Forget the session here only (the server already ended it). */
+export function forget() {
+  store(null);
+}
+
+/** At page load: a new access token from the refresh cookie, if there is a session. */
+export async function resume() {
+  try {
+    await refresh();
+  } catch {
+    /* no session: the login page */
+  }
+  return currentUser();
+}
+
+async function refreshNow() {
+  try {
+    store(await request("POST", "/api/v1/auth/refresh", undefined, { anonymous: true }));
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) store(null);
+    throw err;
+  }
+}
+
+/** Exchange the refresh cookie for a new access token (one request at a time, across tabs:
+ *  the cookie rotates, and two tabs presenting the same one would look like a theft). */
 export function refresh() {
-  if (!auth?.refresh_token) return Promise.reject(new ApiError(401, { message: "Not logged in" }));
-  refreshing ??= request("POST", "/api/v1/auth/refresh", { refresh_token: auth.refresh_token }, {
-    anonymous: true,
-  })
-    .then((tokens) => store(tokens))
-    .catch((err) => {
-      if (err.status === 401) store(null);
-      throw err;
-    })
-    .finally(() => {
-      refreshing = null;
-    });
+  refreshing ??= (navigator.locks ? navigator.locks.request("atende-refresh", refreshNow) : refreshNow()).finally(() => {
+    refreshing = null;
+  });
   return refreshing;
 }
 
@@ -90,7 +110,7 @@ export async function fetchAuthed(method, path, body, { anonymous = false, retri
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (response.status === 401 && !anonymous && !retried && auth?.refresh_token) {
+  if (response.status === 401 && !anonymous && !retried && auth) {
     await refresh();
     return fetchAuthed(method, path, body, { anonymous, retried: true });
   }
@@ -145,4 +165,3 @@ export async function mediaUrl(path) {
   return URL.createObjectURL(await response.blob());
 }
 
-scheduleRefresh();

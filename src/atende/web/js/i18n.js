@@ -9,6 +9,7 @@ const STRINGS = {
     "login.password": "Senha",
     "login.submit": "Entrar",
     "login.failed": "E-mail ou senha inválidos.",
+    "login.throttled": "Muitas tentativas sem sucesso. Tente de novo em {secs} s.",
     "nav.inbox": "Atendimento",
     "nav.settings": "WhatsApp",
     "nav.simulator": "Simulador",
@@ -92,6 +93,7 @@ const STRINGS = {
     "login.password": "Password",
     "login.submit": "Sign in",
     "login.failed": "Invalid e-mail or password.",
+    "login.throttled": "Too many failed attempts. Try again in {secs} s.",
     "nav.inbox": "Inbox",
     "nav.settings": "WhatsApp",
     "nav.simulator": "Simulator",
@@ -173,8 +175,9 @@ const KEY = "atende.lang";
 let lang = localStorage.getItem(KEY) in STRINGS ? localStorage.getItem(KEY) : "pt-BR";
 document.documentElement.lang = lang;
 
-export function t(key) {
-  return STRINGS[lang][key] ?? STRINGS["pt-BR"][key] ?? key;
+export function t(key, vars) {
+  const text = STRINGS[lang][key] ?? STRINGS["pt-BR"][key] ?? key;
+  return vars ? text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole)) : text;
 }
 
 export function getLang() {

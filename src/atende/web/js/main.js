@@ -1,6 +1,6 @@
 // The app shell: hash routes, the top bar, login and logout.
 
-import { currentUser, isAdmin, login, logout, onAuthChange } from "./api.js";
+import { currentUser, forget, isAdmin, login, logout, onAuthChange, resume } from "./api.js";
 import { clear, h } from "./dom.js";
 import { getLang, t, toggleLang } from "./i18n.js";
 import { mountInbox } from "./inbox.js";
@@ -55,7 +55,7 @@ function loginView() {
           await login(email.value.trim(), password.value);
           location.hash = "#/inbox";
         } catch (err) {
-          error.textContent = err.status === 401 ? t("login.failed") : err.message || t("error.generic");
+          error.textContent = loginError(err);
         } finally {
           button.disabled = false;
         }
@@ -71,6 +71,12 @@ function loginView() {
     h("button", { type: "button", class: "link", testid: "lang-toggle", onclick: () => { toggleLang(); render(); } }, t("nav.language")),
   );
   return h("div", { class: "login-page", testid: "page-login" }, form);
+}
+
+function loginError(err) {
+  if (err.status === 401) return t("login.failed");
+  if (err.status === 429) return t("login.throttled", { secs: err.retryAfter ?? 60 });
+  return err.message || t("error.generic");
 }
 
 function topBar(active) {
@@ -104,6 +110,6 @@ function offlineBanner() {
 onAuthChange((auth) => {
   if (!auth) render();
 });
-realtime.on("unauthorized", () => logout());
+realtime.on("unauthorized", () => forget());
 window.addEventListener("hashchange", render);
-render();
+resume().then(render);
