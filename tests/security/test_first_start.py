@@ -33,9 +33,25 @@ def _production_env(tmp_path: Path, port: int) -> dict[str, str]:
     return env
 
 
-async def _serve_until_healthy(
-    env: dict[str, str], port: int
-) -> tuple[str, asyncio.subprocess.Process]:
+Proc = asyncio.subprocess.Process
+
+
+async def _atende(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "atende",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _serve_until_healthy(env: dict[str, str], port: int) -> tuple[str, Proc]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
