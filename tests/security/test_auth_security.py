@@ -216,6 +216,15 @@ async def test_logins_do_not_stall_the_event_loop(tenant: Tenant) -> None:
         for _ in range(2):
             assert (await _login(http, tenant.admin_email)).status_code == 200
 
+    # What one hash costs here and now: on the loop, each login stalled it about that long.
+    ctx = tenant.server.ctx
+    stored = await ctx.passwords.hash(PASSWORD)
+    hash_secs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        await ctx.passwords.verify(stored, PASSWORD)
+        hash_secs.append(time.perf_counter() - started)
+    one_hash = statistics.median(hash_secs)
     async with AsyncExitStack() as stack:
         # Clients first: building one loads the CA bundle (~0.1 s on this loop), not the server.
         clients = [await stack.enter_async_context(tenant.http()) for _ in range(8)]
@@ -230,9 +239,11 @@ async def test_logins_do_not_stall_the_event_loop(tenant: Tenant) -> None:
     report(
         "logins off the event loop",
         f"16 logins over 8 clients in {elapsed:.2f}s",
-        f"worst event-loop lag {worst * 1000:.0f} ms",
+        f"nothing: worst event-loop lag {worst * 1000:.0f} ms (one hash {one_hash * 1000:.0f} ms)",
     )
-    assert worst < 0.25, f"the event loop stalled {worst:.3f}s during logins"
+    assert worst < max(0.1, one_hash / 2), (
+        f"the loop stalled {worst:.3f}s (a hash: {one_hash:.3f}s)"
+    )
 
 
 async def test_failed_logins_are_throttled_per_account_and_per_address(strict: Server) -> None:
