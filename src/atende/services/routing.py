@@ -23,7 +23,13 @@ from sqlalchemy import select
 
 from atende.db.models import Contact, Conversation, WhatsAppSession
 from atende.db.types import utcnow
-from atende.errors import Forbidden, NotFound, SessionMismatch, SessionRequired
+from atende.errors import (
+    Forbidden,
+    NotFound,
+    SessionMismatch,
+    SessionRequired,
+    WhatsAppDisconnected,
+)
 from atende.services import contacts as contacts_svc
 from atende.services import conversations as conv_svc
 from atende.services.auth import Principal
@@ -138,8 +144,8 @@ async def _session_for_new(
     rows = await _tenant_sessions(tx)
     if len(rows) == 1:
         return rows[0]
-    if not rows:
-        raise NotFound("This tenant has no WhatsApp session")
+    if not rows:  # no WhatsApp at all is as disconnected as can be (SPEC §4)
+        raise WhatsAppDisconnected("WhatsApp disconnected. Please reconnect.")
     raise SessionRequired(
         "This tenant has several WhatsApp numbers: say which one to send from (session_id)",
         details={
