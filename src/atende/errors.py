@@ -3,7 +3,9 @@
 AtendeError (error_code, http_status, message, details)
  ├── InvalidInput            400 INVALID_INPUT
  │    ├── InvalidPhoneNumber 400 INVALID_PHONE_NUMBER
- │    └── MessageTooLong     400 MESSAGE_TOO_LONG
+ │    ├── MessageTooLong     400 MESSAGE_TOO_LONG
+ │    ├── SessionRequired    400 SESSION_REQUIRED (which WhatsApp number? details.choices)
+ │    └── SessionMismatch    400 SESSION_MISMATCH (the conversation is on another number)
  ├── Unauthorized            401 UNAUTHORIZED
  ├── Forbidden               403 FORBIDDEN
  ├── NotFound                404 NOT_FOUND
@@ -61,6 +63,18 @@ class InvalidPhoneNumber(InvalidInput):
 
 class MessageTooLong(InvalidInput):
     error_code = "MESSAGE_TOO_LONG"
+
+
+class SessionRequired(InvalidInput):
+    """A send that could leave through more than one of the tenant's WhatsApp numbers."""
+
+    error_code = "SESSION_REQUIRED"
+
+
+class SessionMismatch(InvalidInput):
+    """A send that names a WhatsApp number other than the one its conversation belongs to."""
+
+    error_code = "SESSION_MISMATCH"
 
 
 class Unauthorized(AtendeError):

@@ -23,6 +23,9 @@ router = APIRouter(prefix="/api/tenants/{tenant_id}/chat", tags=["chat (seed 000
 class SendIn(BaseModel):
     phone_number: str = Field(max_length=64)
     text: str = Field(max_length=100_000)  # the 4,096 limit is checked with a clear error
+    # Which WhatsApp number to send from, when the phone has no conversation yet and the tenant
+    # has several (else SESSION_REQUIRED lists them); a conversation's own number otherwise.
+    session_id: uuid.UUID | None = None
 
 
 @router.get("/conversations")
@@ -102,6 +105,8 @@ async def send(
 ) -> dict[str, Any]:
     """Queue a text message to a phone number; delivery status follows on the sockets."""
     same_tenant(principal, tenant_id)
-    result = await chat_svc.send_text_to_phone(ctx, principal, body.phone_number, body.text)
+    result = await chat_svc.send_text_to_phone(
+        ctx, principal, body.phone_number, body.text, body.session_id
+    )
     msg = result["message"]
     return {"message_id": msg["id"], "timestamp": msg["created_at"], "success": True}

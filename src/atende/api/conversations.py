@@ -27,6 +27,7 @@ class MessageIn(BaseModel):
     filename: str | None = Field(default=None, max_length=300)
     caption: str | None = Field(default=None, max_length=100_000)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    session_id: uuid.UUID | None = None  # only for a conversation without a WhatsApp number yet
 
 
 class AssignIn(BaseModel):
@@ -103,7 +104,9 @@ async def send_message(
         filename=body.filename,
         caption=body.caption,
     )
-    result = await chat_svc.send_to_conversation(ctx, principal, conversation_id, request)
+    result = await chat_svc.send_to_conversation(
+        ctx, principal, conversation_id, request, body.session_id
+    )
     message: dict[str, Any] = result["message"]
     return message
 

@@ -37,6 +37,7 @@ class SendIn(BaseModel):
     message: str | None = Field(default=None, max_length=100_000)
     text: str | None = Field(default=None, max_length=100_000)
     content: str | None = Field(default=None, max_length=100_000)
+    session_id: uuid.UUID | None = None  # only for a conversation without a WhatsApp number yet
 
 
 def _status_body(row: Any) -> dict[str, Any]:
@@ -84,7 +85,7 @@ async def send_message(
     """Seed 003's send: queue a text message in a conversation."""
     text = body.message if body.message is not None else body.text or body.content or ""
     result = await chat_svc.send_to_conversation(
-        ctx, principal, conversation_id, OutboundRequest(text=text)
+        ctx, principal, conversation_id, OutboundRequest(text=text), body.session_id
     )
     return {"success": True, "message": result["message"]}
 

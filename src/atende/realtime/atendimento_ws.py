@@ -18,6 +18,7 @@ from atende.realtime.ws_session import (
     dump,
     open_socket,
     optional_bool,
+    optional_uuid,
     required_str,
     type_label,
 )
@@ -213,7 +214,10 @@ class AtendimentoSession(WsSession):
     async def _send_message(self, frame: dict[str, Any]) -> None:
         phone = required_str(frame, "phone_number")
         text = required_str(frame, "text")
-        result = await chat_svc.send_text_to_phone(self.ctx, self.principal, phone, text)
+        session_id = optional_uuid(frame, "session_id")
+        result = await chat_svc.send_text_to_phone(
+            self.ctx, self.principal, phone, text, session_id
+        )
         msg = result["message"]
         self.conn.send_frame(
             dump(

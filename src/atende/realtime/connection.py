@@ -15,7 +15,10 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from enum import Enum
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from atende.context import AppContext
 from atende.db.types import utcnow
@@ -23,6 +26,7 @@ from atende.errors import utc_iso
 from atende.events import log as event_log
 from atende.events.model import Event, EventType
 from atende.realtime import presence
+from atende.services import conversations as conv_svc
 from atende.services.auth import Principal
 
 logger = logging.getLogger(__name__)
@@ -178,11 +182,30 @@ class Connection:
         while True:
             async with self.ctx.reader() as session:
                 batch = await event_log.read_range(session, self.principal.tenant_id, cursor)
+                visible = await self._visible_now(session, batch)
             if not batch:
                 return True
             for event in batch:
-                self._enqueue_event(event)
+                shown = _as_of_now(event, visible)
+                if shown is None:
+                    self.last_sent = event.id  # no longer this user's to see: resume past it
+                else:
+                    self._enqueue_event(shown)
             cursor = batch[-1].id
+
+    async def _visible_now(
+        self, session: AsyncSession, batch: list[Event]
+    ) -> set[uuid.UUID] | None:
+        """Which of the batch's conversations this user may see *now* (None: all, an admin).
+
+        An event stores its audience as of when it happened; replaying by that would show an
+        agent a conversation since given to a colleague (and hide one since put back in the
+        shared queue). Replay decides as REST and live delivery do: by the conversation's
+        current assignee, in one query per batch."""
+        if self.principal.is_admin:
+            return None
+        ids = {e.conversation_id for e in batch if e.conversation_id is not None}
+        return await conv_svc.visible_ids(session, self.principal, ids) if ids else set()
 
     def _go_live(self) -> None:
         buffered, self._buffer = self._buffer, []
@@ -202,6 +225,16 @@ class Connection:
             self._expiry.cancel()
         self.ctx.hub.unsubscribe(self.principal.tenant_id, self)
         self._queue.put_nowait(None)
+
+
+def _as_of_now(event: Event, visible: set[uuid.UUID] | None) -> Event | None:
+    """The event as replay shows it: None when its conversation is not the user's to see now
+    (or is gone), its stored audience replaced by everyone's when it is."""
+    if visible is None or event.conversation_id is None:
+        return event  # an admin, or not about a conversation (connection status): as stored
+    if event.conversation_id not in visible:
+        return None
+    return event if event.visible_to is None else replace(event, visible_to=None)
 
 
 def now_iso() -> str:

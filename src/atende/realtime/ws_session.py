@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -187,6 +188,20 @@ def optional_bool(frame: dict[str, Any], key: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput(f"`{key}` must be true or false", details={"field": key})
     return value
+
+
+def optional_uuid(frame: dict[str, Any], key: str) -> uuid.UUID | None:
+    """An id field; absent or null means None, anything but a UUID string is refused."""
+    value = frame.get(key)
+    if value is None:
+        return None
+    refused = InvalidInput(f"`{key}` must be a UUID", details={"field": key})
+    if not isinstance(value, str):
+        raise refused
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise refused from None
 
 
 def required_str(frame: dict[str, Any], key: str) -> str:

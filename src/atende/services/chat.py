@@ -1,7 +1,9 @@
 """Agent actions shared by REST and the sockets: send, mark read, typing.
 
-Every send goes through the same checks in the same order: input (phone, text), the tenant's
-WhatsApp being connected, then the rate limit (so a refused send does not use up the quota).
+Every send goes through the same checks in the same order: input (phone, text), the conversation
+and WhatsApp number it goes to (services.routing: visible to the caller, the conversation's own
+number), that number being connected, then the rate limit (so a refused send does not use up the
+quota).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from atende.phone import normalise
 from atende.sanitize import clean_text
 from atende.services import conversations as conv_svc
 from atende.services import messages as messages_svc
+from atende.services import routing
 from atende.services import sessions as sessions_svc
 from atende.services.auth import Principal
 from atende.services.tx import TenantTx, run_tenant_tx
@@ -30,27 +33,33 @@ def _clean(ctx: AppContext, text: str) -> str:
     return cleaned
 
 
-async def _gate(ctx: AppContext, principal: Principal) -> WhatsAppSession:
-    session_row = await sessions_svc.require_connected(ctx, principal.tenant_id)
-    if ctx.limiter is not None:
-        await ctx.limiter.hit(str(principal.tenant_id))
-    return session_row
+def _gate(ctx: AppContext, principal: Principal) -> messages_svc.Gate:
+    """The send's own WhatsApp number must be connected (another one being connected does not
+    help: the reply would leave from the wrong number); then the rate limit is counted."""
+
+    async def gate(session_row: WhatsAppSession) -> None:
+        sessions_svc.ensure_connected(session_row)
+        if ctx.limiter is not None:
+            await ctx.limiter.hit(str(principal.tenant_id))
+
+    return gate
 
 
 async def send_text_to_phone(
-    ctx: AppContext, principal: Principal, phone_number: str, text: str
+    ctx: AppContext,
+    principal: Principal,
+    phone_number: str,
+    text: str,
+    session_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
     phone = normalise(phone_number)
     cleaned = _clean(ctx, text)
-    session_row = await _gate(ctx, principal)
     return await messages_svc.create_outbound(
         ctx,
-        tenant_id=principal.tenant_id,
-        session_row=session_row,
-        sender_id=principal.user_id,
+        principal=principal,
         request=messages_svc.OutboundRequest(text=cleaned),
-        phone=phone,
-        can_see=lambda conv: conv_svc.can_see(principal, conv),
+        destination=routing.ToPhone(phone, session_id),
+        gate=_gate(ctx, principal),
     )
 
 
@@ -59,8 +68,8 @@ async def send_to_conversation(
     principal: Principal,
     conversation_id: uuid.UUID,
     request: messages_svc.OutboundRequest,
+    session_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    await conv_svc.get_visible(ctx, principal, conversation_id)
     if request.text is not None:
         request = messages_svc.OutboundRequest(
             text=_clean(ctx, request.text)
@@ -74,15 +83,12 @@ async def send_to_conversation(
             if request.caption is None
             else clean_text(request.caption, max_chars=ctx.settings.max_text_chars),
         )
-    session_row = await _gate(ctx, principal)
     return await messages_svc.create_outbound(
         ctx,
-        tenant_id=principal.tenant_id,
-        session_row=session_row,
-        sender_id=principal.user_id,
+        principal=principal,
         request=request,
-        conversation_id=conversation_id,
-        can_see=lambda conv: conv_svc.can_see(principal, conv),
+        destination=routing.ToConversation(conversation_id, session_id),
+        gate=_gate(ctx, principal),
     )
 
 

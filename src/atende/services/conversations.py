@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from atende.context import AppContext
 from atende.db.models import Contact, Conversation, Message, User, WhatsAppSession
@@ -74,6 +75,14 @@ def _visible_filter(stmt: Any, principal: Principal) -> Any:
             or_(Conversation.assignee_id.is_(None), Conversation.assignee_id == principal.user_id)
         )
     return stmt
+
+
+async def visible_ids(
+    session: AsyncSession, principal: Principal, ids: set[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these conversations the caller may see now (the rule of every list)."""
+    stmt = _visible_filter(select(Conversation.id), principal).where(Conversation.id.in_(ids))
+    return set((await session.execute(stmt)).scalars())
 
 
 COUNT_CAP = 10_000  # conversation lists count exactly up to here

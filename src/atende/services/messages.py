@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -14,12 +14,14 @@ from sqlalchemy import and_, func, select
 from atende.context import AppContext
 from atende.db.models import Contact, Conversation, Message, WhatsAppSession
 from atende.db.types import utcnow
-from atende.errors import Forbidden, InvalidInput
+from atende.errors import InvalidInput
 from atende.events.model import EventType
 from atende.phone import digits_of, normalise, variants
 from atende.providers.base import InboundMessage
 from atende.services import contacts as contacts_svc
 from atende.services import conversations as conv_svc
+from atende.services import routing
+from atende.services.auth import Principal
 from atende.services.render import conversation_public, message_public, preview
 from atende.services.tx import TenantTx, run_tenant_tx
 from atende.types import (
@@ -84,6 +86,10 @@ async def ingest_inbound(
             )
         if conv is None:
             conv, _ = await conv_svc.get_or_open(tx, contact=contact, session_id=session_row.id)
+        if not item.from_me and conv.session_id != session_row.id:
+            # The customer wrote to this number: the answer must come from it, not from the
+            # number the conversation started on (services.routing sends through it).
+            conv.session_id = session_row.id
         if item.from_me:
             echo = await _match_echo(tx, conv, item)
             if echo is not None:
@@ -209,47 +215,40 @@ class OutboundRequest:
     caption: str | None = None
 
 
+Gate = Callable[[WhatsAppSession], Awaitable[None]]
+
+
 async def create_outbound(
     ctx: AppContext,
     *,
-    tenant_id: uuid.UUID,
-    session_row: WhatsAppSession,
-    sender_id: uuid.UUID | None,
+    principal: Principal,
     request: OutboundRequest,
-    conversation_id: uuid.UUID | None = None,
-    phone: str | None = None,
-    can_see: Callable[[Conversation], bool] | None = None,
+    destination: routing.Destination,
+    gate: Gate,
 ) -> dict[str, Any]:
-    """Store an agent's message as `pending` (the outbox sends it) and tell every agent."""
+    """Store an agent's message as `pending` (the outbox sends it) and tell every agent.
+
+    `services.routing` decides the conversation and the session inside this transaction, so
+    what is checked (visibility, the number) is what is written to; `gate` then refuses a
+    send through a disconnected number or past the rate limit, before anything is kept."""
     if request.message_type == MessageType.TEXT and not request.text:
         raise InvalidInput("Message text must not be empty", details={"field": "text"})
     if request.message_type != MessageType.TEXT and not request.media_url:
         raise InvalidInput("A media message needs media_url", details={"field": "media_url"})
 
     async def work(tx: TenantTx) -> dict[str, Any]:
-        if conversation_id is not None:
-            conv = await tx.session.get(Conversation, conversation_id)
-            if conv is None or conv.tenant_id != tenant_id:
-                raise InvalidInput("Conversation not found")
-            _require_visible(conv, can_see)
-            contact = await tx.session.get(Contact, conv.contact_id)
-            assert contact is not None
-            if conv.status == ConversationStatus.CLOSED.value:
-                conv, _ = await conv_svc.get_or_open(tx, contact=contact, session_id=session_row.id)
-        else:
-            assert phone is not None
-            contact, _ = await contacts_svc.get_or_create_contact(
-                tx, phone=phone, wa_jid=None, push_name=None
-            )
-            conv, _ = await conv_svc.get_or_open(tx, contact=contact, session_id=session_row.id)
-            _require_visible(conv, can_see)
+        route = await routing.resolve(tx, principal, destination)
+        await gate(route.session)
+        conv, contact = route.conversation, route.contact
+        if route.reopened:
+            await conv_svc.emit_updated(tx, conv, contact, "reopened")
         msg = Message(
-            tenant_id=tenant_id,
+            tenant_id=principal.tenant_id,
             conversation_id=conv.id,
-            session_id=session_row.id,
+            session_id=route.session.id,
             direction=Direction.OUTBOUND.value,
             sender_type=SenderType.AGENT.value,
-            sender_id=sender_id,
+            sender_id=principal.user_id,
             message_type=request.message_type.value,
             text=request.text,
             media=_outbound_media(request),
@@ -267,14 +266,9 @@ async def create_outbound(
             "conversation": conversation_public(conv, contact),
         }
 
-    result = await run_tenant_tx(ctx, tenant_id, work)
+    result = await run_tenant_tx(ctx, principal.tenant_id, work)
     ctx.outbox_wakeup.set()
     return result
-
-
-def _require_visible(conv: Conversation, can_see: Callable[[Conversation], bool] | None) -> None:
-    if can_see is not None and not can_see(conv):
-        raise Forbidden("This conversation is assigned to another agent")
 
 
 def _outbound_media(request: OutboundRequest) -> dict[str, Any] | None:

@@ -79,6 +79,7 @@ def conversation_public(conv: Conversation, contact: Contact) -> dict[str, Any]:
         "contact_id": str(conv.contact_id),
         "status": conv.status,
         "assignee_id": None if conv.assignee_id is None else str(conv.assignee_id),
+        "session_id": None if conv.session_id is None else str(conv.session_id),
         "unread_count": conv.unread_count,
         "last_message": conv.last_message,
         "last_message_time": None

@@ -127,18 +127,20 @@ async def list_for_tenant(ctx: AppContext, tenant_id: uuid.UUID) -> list[WhatsAp
 
 
 async def primary(ctx: AppContext, tenant_id: uuid.UUID) -> WhatsAppSession | None:
-    """The session outbound messages use: a connected one first, else the oldest."""
+    """The session seed 003's tenant-wide routes act on: a connected one first, else the oldest.
+    (Messages do not use it: each leaves through its conversation's session, services.routing.)"""
     found = await list_for_tenant(ctx, tenant_id)
     connected = [s for s in found if s.state == SessionState.CONNECTED.value]
     ordered = connected or found
     return ordered[0] if ordered else None
 
 
-async def require_connected(ctx: AppContext, tenant_id: uuid.UUID) -> WhatsAppSession:
-    row = await primary(ctx, tenant_id)
-    if row is None or row.state != SessionState.CONNECTED.value:
-        raise WhatsAppDisconnected("WhatsApp disconnected. Please reconnect.")
-    return row
+def ensure_connected(row: WhatsAppSession) -> None:
+    """A send through `row` fails fast while it is down (SPEC §4), whatever other session is up."""
+    if row.state != SessionState.CONNECTED.value:
+        raise WhatsAppDisconnected(
+            "WhatsApp disconnected. Please reconnect.", details={"session_id": str(row.id)}
+        )
 
 
 def connection_payload(row: WhatsAppSession) -> dict[str, Any]:

@@ -28,16 +28,22 @@ export function createChat(root, hooks) {
   const subtitle = h("div", { class: "chat-sub muted small", testid: "chat-subtitle" });
   const typingEl = h("div", { class: "chat-typing small", testid: "typing-indicator", hidden: true }, t("chat.typing"));
   const headAvatar = h("span");
-  const header = h("div", { class: "chat-head" }, headAvatar, h("div", {}, title, subtitle, typingEl));
+  // On a phone the list and the chat take turns (app.css): this goes back to the list.
+  const back = h("button", { class: "icon-btn chat-back", testid: "chat-back", title: t("chat.back"), "aria-label": t("chat.back"), onclick: () => hooks.onBack?.() }, "‹");
+  const header = h("div", { class: "chat-head" }, back, headAvatar, h("div", {}, title, subtitle, typingEl));
   const olderEl = h("div", { class: "older muted small", testid: "loading-older", hidden: true }, t("chat.older"));
   const list = h("div", { class: "messages", testid: "message-list" });
   const scroller = h("div", { class: "chat-scroll", testid: "chat-scroll", onscroll: () => maybeLoadOlder() }, olderEl, list);
   const error = h("div", { class: "send-error small", testid: "send-error", role: "alert", hidden: true });
+  const notice = h("div", { class: "chat-notice small", testid: "chat-notice", role: "status", hidden: true });
+  // A closed conversation says what sending does: it reopens it (or, if the contact has a newer
+  // open conversation, the message goes there and the inbox moves to it), never a hidden row.
+  const closedNote = h("div", { class: "closed-note small", testid: "closed-note", hidden: true }, t("chat.reopens"));
   const input = h("textarea", { rows: 1, placeholder: t("chat.placeholder"), testid: "composer-input", onkeydown: onKey, oninput: onTypingInput });
   const sendBtn = h("button", { class: "btn primary round", title: t("chat.send"), "aria-label": t("chat.send"), testid: "send-button", onclick: () => send() }, "➤");
   const composer = h("div", { class: "composer" }, input, sendBtn);
   const emptyEl = h("div", { class: "chat-empty", testid: "chat-empty" }, h("div", { class: "logo huge" }), h("p", {}, t("chat.empty")));
-  const pane = h("div", { class: "chat-pane", testid: "chat" }, header, scroller, error, composer);
+  const pane = h("div", { class: "chat-pane", testid: "chat" }, header, scroller, notice, error, closedNote, composer);
 
   function nearBottom() {
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
@@ -55,6 +61,7 @@ export function createChat(root, hooks) {
     hasMore = false;
     typingEl.hidden = true;
     error.hidden = true;
+    notice.hidden = true;
     if (!conv) {
       clear(root, emptyEl);
       return;
@@ -86,7 +93,10 @@ export function createChat(root, hooks) {
     title.textContent = contact.name || contact.phone || "—";
     subtitle.textContent = [contact.phone, t(`status.${conv.status}`)].filter(Boolean).join(" · ");
     clear(headAvatar, avatar(contact.name || contact.phone));
-    composer.classList.toggle("closed", conv.status === "closed");
+    const closed = conv.status === "closed";
+    composer.classList.toggle("closed", closed);
+    closedNote.hidden = !closed;
+    input.placeholder = t(closed ? "chat.placeholder_reopen" : "chat.placeholder");
   }
 
   async function reload() {
@@ -187,22 +197,31 @@ export function createChat(root, hooks) {
   async function send() {
     const text = input.value.trim();
     if (!conv || !text) return;
+    const from = conv;
     input.value = "";
     error.hidden = true;
+    notice.hidden = true;
     stopTyping();
     try {
-      const message = await post(conversationPath(conv.id, "/messages"), { content: text, message_type: "text" });
+      const message = await post(conversationPath(from.id, "/messages"), { content: text, message_type: "text" });
       addMessage(message);
-      hooks.onSent?.(message);
+      // The server decides where a message to a closed conversation goes (reopened, or the
+      // contact's current conversation): the inbox follows it there.
+      hooks.onSent?.(message, { wasClosed: from.status === "closed", fromId: from.id });
     } catch (err) {
       input.value = text;
-      showError(err);
+      showError(err.code === "FORBIDDEN" ? new Error(t("chat.forbidden")) : err);
     }
   }
 
   function showError(err) {
     error.textContent = err?.message || t("error.generic");
     error.hidden = false;
+  }
+
+  function showNotice(text) {
+    notice.textContent = text;
+    notice.hidden = false;
   }
 
   return {
@@ -212,6 +231,7 @@ export function createChat(root, hooks) {
     addMessage,
     setStatus,
     typing,
+    showNotice,
     destroy() {
       stopTyping();
       clearTimeout(typingTimer);

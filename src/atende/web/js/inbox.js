@@ -1,6 +1,6 @@
 // The atendimento page: conversation list (left), chat (middle), contact panel (right).
 
-import { conversationPath, currentUser, isAdmin, listConversations, post } from "./api.js";
+import { conversationPath, currentUser, get, isAdmin, listConversations, post } from "./api.js";
 import { createChat } from "./chat.js";
 import { avatar, clear, debounce, h } from "./dom.js";
 import { formatTime, t } from "./i18n.js";
@@ -51,9 +51,30 @@ export function mountInbox(view) {
 
   const panel = createPanel(panelCol, { onChange: (conv) => upsert(conv) });
   const chat = createChat(chatCol, {
-    onSent: () => {},
+    onSent: (message, sent) => followSend(message, sent),
     onOpened: (conv) => markRead(conv),
+    onBack: () => view.classList.remove("chat-open"),
   });
+
+  /** After a send into a closed conversation, show the conversation the message went into:
+   * the same one reopened, or the contact's current one (then say so). */
+  async function followSend(message, { wasClosed, fromId }) {
+    const moved = message.conversation_id !== fromId;
+    if (!wasClosed && !moved) return;
+    let target;
+    try {
+      target = await get(conversationPath(message.conversation_id));
+    } catch (err) {
+      console.error("loading the conversation of a sent message failed", err);
+      return;
+    }
+    if (state.filter && target.status !== state.filter) setFilter(""); // keep it in sight
+    upsert(target);
+    if (moved) {
+      open(target.id);
+      chat.showNotice(t("chat.moved"));
+    }
+  }
 
   function setFilter(filter) {
     state.filter = filter;
@@ -158,6 +179,7 @@ export function mountInbox(view) {
     const conv = state.convs.get(id);
     if (!conv) return;
     state.openId = id;
+    view.classList.add("chat-open"); // on a phone, the chat replaces the list (app.css)
     chat.open(conv);
     panel.show(conv);
     markRead(conv);
