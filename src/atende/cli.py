@@ -183,6 +183,7 @@ def serve(
     import uvicorn
 
     from atende.app import create_app
+    from atende.serving import server_config
 
     settings = _settings()
     logging.basicConfig(
@@ -205,15 +206,16 @@ def serve(
     typer.echo(
         f"Atende listening on http://{bind_host}:{bind_port}  (web inbox at /, API docs at /docs)"
     )
-    uvicorn.run(
+    config = server_config(
         create_app(settings),
+        settings,
         host=bind_host,
         port=bind_port,
         log_level="info",
         ws=settings.ws_impl,
-        ws_per_message_deflate=False,  # ~300 KiB per socket otherwise (SPEC §9)
         proxy_headers=True,
     )
+    uvicorn.Server(config).run()
 
 
 def _say_generated_secrets(settings: Settings) -> None:
