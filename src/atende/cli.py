@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.config
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -183,12 +184,11 @@ def serve(
     import uvicorn
 
     from atende.app import create_app
+    from atende.logs import log_config
     from atende.serving import server_config
 
     settings = _settings()
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s"
-    )
+    logging.config.dictConfig(log_config())  # secrets redacted, httpx quiet (atende.logs)
     _say_generated_secrets(settings)
     asyncio.run(db_migrate.upgrade(settings.database_url))
     if settings.demo_on:
@@ -212,6 +212,7 @@ def serve(
         host=bind_host,
         port=bind_port,
         log_level="info",
+        log_config=None,  # configured above
         ws=settings.ws_impl,
         proxy_headers=True,
     )
