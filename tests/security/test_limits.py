@@ -198,14 +198,14 @@ async def test_slow_body_is_cut_with_408(strict_server: Server) -> None:
     assert answer.status == 408
     assert orjson.loads(answer.body)["error_code"] == "REQUEST_TIMEOUT"
     assert answer.closed
-    assert SLOW_SECS <= time.monotonic() - started < SLOW_SECS * 4
+    assert SLOW_SECS * 0.9 <= time.monotonic() - started < SLOW_SECS * 4  # (timer granularity)
 
 
 async def test_slow_headers_are_cut(strict_server: Server) -> None:
     """A header line now and then (slow loris) used to hold the connection forever."""
+    started = time.monotonic()  # the server's clock starts when the connection is made
     reader, writer = await _connect(strict_server)
     writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    started = time.monotonic()
     answer_task = asyncio.create_task(_read_answer(reader, timeout=SLOW_SECS + WAIT_SECS))
     count = 0
     while not answer_task.done() and time.monotonic() - started < SLOW_SECS * 5:
@@ -216,7 +216,7 @@ async def test_slow_headers_are_cut(strict_server: Server) -> None:
     await _close(writer)
     assert answer.status == 408
     assert answer.closed
-    assert SLOW_SECS <= time.monotonic() - started < SLOW_SECS * 4
+    assert SLOW_SECS * 0.9 <= time.monotonic() - started < SLOW_SECS * 4  # (timer granularity)
 
 
 async def test_silent_connection_is_closed(strict_server: Server) -> None:
