@@ -25,6 +25,7 @@ from atende.context import AppContext
 from atende.services import accounts
 from atende.services import sessions as sessions_svc
 from atende.services.auth import mint_token
+from atende.serving import server_config
 from atende.types import ProviderName, Role
 
 TEST_JWT_SECRET = "test-secret-0123456789abcdef-atende"
@@ -118,13 +119,8 @@ class Server:
 async def run_server(settings: Settings, port: int | None = None) -> AsyncIterator[Server]:
     app = create_app(settings)
     port = port or free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        ws_per_message_deflate=False,
-        lifespan="on",
+    config = server_config(
+        app, settings, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -16,18 +16,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
-from atende import metrics
+from atende import docs, metrics
 from atende.api import auth, chat, conversations, health, users, webhooks
 from atende.api.deps import ERROR_RESPONSES, refuse_nul_characters
 from atende.config import Settings
 from atende.context import AppContext, build_context
 from atende.errors import AtendeError
 from atende.events import log as event_log
+from atende.limits import BodyLimits
 from atende.logs import install_redaction
 from atende.outbox import Outbox
 from atende.providers import PROVIDERS
 from atende.providers.sandbox import SandboxProvider
 from atende.realtime import atendimento_ws, conversations_ws, presence, socketio_server
+from atende.security_headers import SECURITY_HEADERS, SecurityHeaders
 from atende.services import messages as messages_svc
 from atende.services import sessions as sessions_svc
 from atende.types import MessageStatus, ProviderName
@@ -116,7 +118,12 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Multi-tenant, real-time WhatsApp customer-service inbox.",
         lifespan=lifespan,
+        docs_url=None,  # served by atende.docs from local files
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
+    # Outermost last: security headers on every answer (413s included), CORS, then body limits.
+    app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=sorted(settings.origins),
@@ -124,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
         allow_methods=["*"],
         allow_headers=["*"],
     )
+    app.add_middleware(SecurityHeaders)
     _install_error_handlers(app)
     app.include_router(health.router)
     for module in (auth, chat, conversations, users):
@@ -133,6 +141,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(atendimento_ws.router)
     app.include_router(conversations_ws.router)
     _mount_extras(app, settings)
+    docs.install(app)
     if WEB_DIR.is_dir() and (WEB_DIR / "index.html").exists():
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
@@ -185,5 +194,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error")
         return JSONResponse(
-            {"error_code": "INTERNAL_ERROR", "message": "Internal server error"}, status_code=500
+            {"error_code": "INTERNAL_ERROR", "message": "Internal server error"},
+            status_code=500,
+            headers=SECURITY_HEADERS,  # answered outside the middleware stack
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.config
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -183,11 +184,11 @@ def serve(
     import uvicorn
 
     from atende.app import create_app
+    from atende.logs import log_config
+    from atende.serving import server_config
 
     settings = _settings()
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s"
-    )
+    logging.config.dictConfig(log_config())  # secrets redacted, httpx quiet (atende.logs)
     _say_generated_secrets(settings)
     asyncio.run(db_migrate.upgrade(settings.database_url))
     if settings.demo_on:
@@ -205,15 +206,17 @@ def serve(
     typer.echo(
         f"Atende listening on http://{bind_host}:{bind_port}  (web inbox at /, API docs at /docs)"
     )
-    uvicorn.run(
+    config = server_config(
         create_app(settings),
+        settings,
         host=bind_host,
         port=bind_port,
         log_level="info",
+        log_config=None,  # configured above
         ws=settings.ws_impl,
-        ws_per_message_deflate=False,  # ~300 KiB per socket otherwise (SPEC §9)
         proxy_headers=True,
     )
+    uvicorn.Server(config).run()
 
 
 def _say_generated_secrets(settings: Settings) -> None:

@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     # What a client may send: JSON bodies, webhooks (a session's own webhook URL may carry
     # inline base64 media, and is identified before its body is read), and how slowly.
     max_body_bytes: int = 1 * MiB
-    max_webhook_body_bytes: int = 64 * MiB
+    # WhatsApp caps images, audio and video at 16 MB: base64 makes that ~21.4 MB, plus the JSON.
+    max_webhook_body_bytes: int = 32 * MiB
     body_read_timeout_secs: float = 30.0
     header_read_timeout_secs: float = 10.0
     media_max_bytes: int = 100 * MiB  # WhatsApp's own limit for documents

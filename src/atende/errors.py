@@ -9,7 +9,9 @@ AtendeError (error_code, http_status, message, details)
  ├── Unauthorized            401 UNAUTHORIZED
  ├── Forbidden               403 FORBIDDEN
  ├── NotFound                404 NOT_FOUND
+ ├── RequestTimeout          408 REQUEST_TIMEOUT (a body that arrived too slowly)
  ├── Conflict                409 CONFLICT
+ ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE (details.max_bytes)
  ├── RateLimitExceeded       429 RATE_LIMIT_EXCEEDED (retry_after)
  ├── MessageSendFailed       502 MESSAGE_SEND_FAILED
  ├── GatewayError            502 GATEWAY_ERROR
@@ -102,6 +104,16 @@ class AmbiguousSession(Conflict):
     are unique per tenant); only the session's own webhook URL says which one it is."""
 
     error_code = "SESSION_AMBIGUOUS"
+
+
+class RequestTimeout(AtendeError):
+    error_code = "REQUEST_TIMEOUT"
+    http_status = 408
+
+
+class PayloadTooLarge(AtendeError):
+    error_code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
 
 
 class RateLimitExceeded(AtendeError):

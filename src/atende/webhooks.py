@@ -24,6 +24,7 @@ from atende.providers.base import (
     WebhookAuthError,
     WebhookItem,
 )
+from atende.sanitize import without_nul
 from atende.services import messages as messages_svc
 from atende.services import sessions as sessions_svc
 
@@ -66,17 +67,7 @@ def decode_json(raw_body: bytes) -> Any:
     # PostgreSQL text can not hold U+0000: a message carrying one failed to store with a 500,
     # which the gateway retried forever. The character means nothing in a chat; drop it.
     # (Signatures are checked on the raw bytes, so this does not affect them.)
-    return _without_nul(payload) if b"\\u0000" in raw_body else payload
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
+    return without_nul(payload) if b"\\u0000" in raw_body else payload
 
 
 def detect(ctx: AppContext, payload: Any) -> Provider:

@@ -69,10 +69,11 @@ PUBLIC: dict[RouteKey, str] = {
     RouteKey("GET", "/metrics"): "Prometheus scrape (no tenant labels)",
     RouteKey("GET", "/openapi.json"): "the API description",
     RouteKey("GET", "/docs"): "Swagger UI",
-    RouteKey("GET", "/docs/oauth2-redirect"): "Swagger UI",
-    RouteKey("GET", "/redoc"): "ReDoc",
+    RouteKey("MOUNT", "/docs/assets"): "Swagger UI's files",
     RouteKey("MOUNT", "/"): "the web inbox's static files",
 }
+# What to GET for a public mount whose own path is no file.
+PUBLIC_PROBES = {RouteKey("MOUNT", "/docs/assets"): "/docs/assets/swagger-ui.css"}
 LOGIN = RouteKey("POST", "/api/v1/auth/login")
 REFRESH = RouteKey("POST", "/api/v1/auth/refresh")
 WEBHOOK_ROUTES = {
@@ -447,7 +448,7 @@ async def _public_routes(world: World) -> None:
     inventory = set(route_inventory(world.a.server.app))
     async with httpx.AsyncClient(base_url=world.base, timeout=WAIT_SECS) as http:
         for key in sorted(PUBLIC.keys() & inventory):
-            response = await http.get(key.path)
+            response = await http.get(PUBLIC_PROBES.get(key, key.path))
             world.findings.tried["public"] += 1
             world.exercised.add(key)
             if response.status_code >= 400:

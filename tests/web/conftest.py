@@ -20,6 +20,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from atende.app import create_app
 from atende.config import Settings
 from atende.db import migrate
+from atende.serving import server_config
 from tests.harness import WAIT_SECS, Server, Tenant, free_port, settings_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,9 +57,7 @@ async def serve_on(settings: Settings, port: int) -> AsyncIterator[Server]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(
-        app, log_level="warning", ws_per_message_deflate=False, lifespan="on", access_log=False
-    )
+    config = server_config(app, settings, log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

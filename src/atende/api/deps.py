@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from atende.context import AppContext
 from atende.errors import ErrorBody, Forbidden, InvalidInput, Unauthorized
+from atende.sanitize import contains_nul
 from atende.services.access import authorize
 from atende.services.auth import Principal
 
@@ -76,23 +77,15 @@ def same_tenant(principal: Principal, tenant_id: uuid.UUID) -> None:
         raise Forbidden("You do not have access to this tenant")
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 async def refuse_nul_characters(request: Request) -> None:
     """U+0000 anywhere in the input is a 400 on every backend.
 
     PostgreSQL text can not hold it, so it used to fail inside a query as a 500 (and was stored
     as is on SQLite); no real client sends it.
     """
-    if _has_nul(request.scope.get("path", "")) or _has_nul(request.query_params.multi_items()):
+    if contains_nul(request.scope.get("path", "")) or contains_nul(
+        request.query_params.multi_items()
+    ):
         raise InvalidInput("Input must not contain NUL (U+0000) characters")
     body = await request.body()
     if b"\\u0000" not in body and b"\x00" not in body:
@@ -101,5 +94,5 @@ async def refuse_nul_characters(request: Request) -> None:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         return  # not JSON: the route's own body validation answers 400
-    if _has_nul(payload):
+    if contains_nul(payload):
         raise InvalidInput("Input must not contain NUL (U+0000) characters")
