@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "S6": "bench.s6_rest",
     "S7": "bench.s7_ingest",
     "S8": "bench.s8_node",
+    "S9": "bench.s9_login",
 }
 
 

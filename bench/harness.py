@@ -222,6 +222,11 @@ class Tenant:
     secret: str
     admin_token: str
     agent_tokens: list[str]
+    admin_email: str = ""
+    admin_password: str = ""
+
+
+BENCH_PASSWORD = "bench-password-123"
 
 
 def atende_env(database_url: str, redis_url: str | None = None) -> dict[str, str]:
@@ -295,7 +300,7 @@ def seed_tenant(env: dict[str, str], agents: int = 0) -> Tenant:
                 ctx,
                 tenant_id=tenant.id,
                 email=f"admin-{tag}@bench.atende",
-                password="bench-password-123",
+                password=BENCH_PASSWORD,
                 role=Role.ADMIN,
                 name="Bench admin",
             )
@@ -319,6 +324,8 @@ def seed_tenant(env: dict[str, str], agents: int = 0) -> Tenant:
         secret=secret,
         admin_token=mint(tenant_id, admin_id, "admin"),
         agent_tokens=[mint(tenant_id, uid, "agent") for uid in agent_ids],
+        admin_email=f"admin-{tag}@bench.atende",
+        admin_password=BENCH_PASSWORD,
     )
 
 

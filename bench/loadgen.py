@@ -558,6 +558,48 @@ async def _http_latency(spec: Spec) -> Spec:
     }
 
 
+# S9: logins beside the event loop ------------------------------------------------------------
+def logins_and_health(spec: Spec) -> Spec:
+    """`logins` clients log in back to back for `duration` seconds while one client GETs
+    `health_url` every 10 ms; with `logins` = 0 the same probe on an idle server."""
+    return _run(_logins_and_health(spec))
+
+
+async def _logins_and_health(spec: Spec) -> Spec:
+    login_lat: list[float] = []
+    health_lat: list[float] = []
+    errors = 0
+    duration = float(spec["duration"])
+    body = {"email": spec["email"], "password": spec["password"]}
+    async with aiohttp.ClientSession() as http:
+        stop_at = time.perf_counter() + duration
+
+        async def login() -> None:
+            nonlocal errors
+            while (now := time.perf_counter()) < stop_at:
+                async with http.post(spec["login_url"], json=body) as reply:
+                    await reply.read()
+                    errors += reply.status != 200
+                login_lat.append(time.perf_counter() - now)
+
+        async def probe() -> None:
+            while (now := time.perf_counter()) < stop_at:
+                async with http.get(spec["health_url"]) as reply:
+                    await reply.read()
+                health_lat.append(time.perf_counter() - now)
+                await asyncio.sleep(0.01)
+
+        async with asyncio.timeout(duration + 60):
+            await asyncio.gather(probe(), *(login() for _ in range(int(spec["logins"]))))
+    return {
+        "logins": len(login_lat),
+        "errors": errors,
+        "login_p50_ms": _ms(percentile(login_lat, 50)) if login_lat else None,
+        "health_p50_ms": _ms(percentile(health_lat, 50)),
+        "health_max_ms": _ms(max(health_lat)),
+    }
+
+
 # S7: ingest saturation ------------------------------------------------------------------------
 def webhook_saturation(spec: Spec) -> Spec:
     """`concurrency` senders post distinct webhooks back to back for `duration` seconds."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,9 +38,37 @@ TEST_ENV = {
     "ATENDE_JWT_SECRET": TEST_JWT_SECRET,
     "ATENDE_SECRET_KEY": TEST_SECRET_KEY,
     "ATENDE_SANDBOX_ENABLED": "true",
+    "ATENDE_LOGIN_FAILURES_PER_IP": "100000",
     "ATENDE_GATEWAY_ALLOWED_NETWORKS": ",".join(TEST_ALLOWED_NETWORKS),
 }
 WAIT_SECS = 10.0
+
+
+async def serve_until_healthy(
+    env: dict[str, str], port: int, wait_secs: float = 30.0
+) -> tuple[str, asyncio.subprocess.Process]:
+    """`atende serve` in a subprocess, up to its answering /health; what it printed by then."""
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "atende", "serve", "--port", str(port)),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    output = ""
+    async with asyncio.timeout(wait_secs):
+        while "Atende listening" not in output:
+            line = (await proc.stdout.readline()).decode()
+            assert line, f"serve exited early:\n{output}"
+            output += line
+        async with httpx.AsyncClient() as http:
+            while True:  # the banner comes just before uvicorn binds: poll /health
+                try:
+                    if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+    return output, proc
 
 
 def free_port() -> int:
@@ -63,6 +92,9 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "gateway_timeout_secs": 2.0,
         "allowed_origins": ["http://inbox.example"],
         "create_demo": False,
+        # The whole suite logs in from 127.0.0.1 against session-long servers; the per-address
+        # limit has its own test on a server of its own (tests/security/test_auth_security.py).
+        "login_failures_per_ip": 100_000,
         "rate_limit_per_minute": 10_000,
         "rate_limit_per_hour": 100_000,
     }

@@ -10,11 +10,10 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 import pytest_asyncio
 
-from tests.harness import TEST_ENV, TEST_JWT_SECRET, WsClient, free_port
+from tests.harness import TEST_ENV, TEST_JWT_SECRET, WsClient, free_port, serve_until_healthy
 
 COMMANDS = [
     "serve",
@@ -93,32 +92,8 @@ async def served(cli_env: dict[str, str]) -> AsyncIterator[tuple[dict[str, str],
         "ATENDE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "ATENDE_ENVIRONMENT": "development",  # the demo tenant exists only there
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "atende",
-        "serve",
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    banner, proc = await serve_until_healthy(env, port)
     try:
-        assert proc.stdout is not None
-        banner = ""
-        async with asyncio.timeout(30):
-            while "Atende listening" not in banner:
-                line = (await proc.stdout.readline()).decode()
-                assert line, f"serve exited early:\n{banner}"
-                banner += line
-            async with httpx.AsyncClient() as http:
-                while True:  # the banner comes just before uvicorn binds: poll /health
-                    try:
-                        if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.05)
         yield env, banner
     finally:
         proc.terminate()

@@ -99,6 +99,13 @@ class Conflict(AtendeError):
     http_status = 409
 
 
+class AmbiguousSession(Conflict):
+    """A webhook named its session only by name, and more than one tenant uses that name (names
+    are unique per tenant); only the session's own webhook URL says which one it is."""
+
+    error_code = "SESSION_AMBIGUOUS"
+
+
 class RequestTimeout(AtendeError):
     error_code = "REQUEST_TIMEOUT"
     http_status = 408

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.harness import TEST_ALLOWED_NETWORKS, free_port
-
-SERVE_WAIT_SECS = 30.0
+from tests.harness import TEST_ALLOWED_NETWORKS, free_port, serve_until_healthy
 
 
 def _production_env(tmp_path: Path, port: int) -> dict[str, str]:
@@ -51,35 +49,6 @@ async def _atende(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def _serve_until_healthy(env: dict[str, str], port: int) -> tuple[str, Proc]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "atende",
-        "serve",
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    output = ""
-    async with asyncio.timeout(SERVE_WAIT_SECS):
-        while "Atende listening" not in output:
-            line = (await proc.stdout.readline()).decode()
-            assert line, f"serve exited early:\n{output}"
-            output += line
-        async with httpx.AsyncClient() as http:
-            while True:
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)  # the banner comes just before uvicorn binds
-    return output, proc
-
-
 async def _stop(proc: Proc) -> str:
     proc.terminate()
     rest, _ = await asyncio.wait_for(proc.communicate(), timeout=20)
@@ -89,7 +58,7 @@ async def _stop(proc: Proc) -> str:
 async def test_a_fresh_production_start_is_safe(tmp_path: Path) -> None:
     port = free_port()
     env = _production_env(tmp_path, port)
-    banner, proc = await _serve_until_healthy(env, port)
+    banner, proc = await serve_until_healthy(env, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             demo = await http.post(
@@ -120,7 +89,7 @@ async def test_a_fresh_production_start_is_safe(tmp_path: Path) -> None:
     code, _, err = await _atende(env, "init", "--tenant-name", "Outra", "--email", "x@y.test")
     assert code == 1 and "already has tenants" in err
 
-    banner, proc = await _serve_until_healthy(env, port)
+    banner, proc = await serve_until_healthy(env, port)
     try:
         assert "Generated" not in banner  # the kept secrets are reused
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from atende.context import AppContext
 from atende.db.models import Tenant, WhatsAppSession
 from atende.db.types import utcnow
-from atende.errors import Conflict, InvalidInput, NotFound, WhatsAppDisconnected
+from atende.errors import AmbiguousSession, Conflict, InvalidInput, NotFound, WhatsAppDisconnected
 from atende.events.model import EventType
 from atende.providers.base import SessionConfig
 from atende.services.tx import TenantTx, run_tenant_tx
@@ -97,7 +97,12 @@ async def find_by_name(ctx: AppContext, provider: str, name: str) -> WhatsAppSes
         stmt = select(WhatsAppSession).where(
             WhatsAppSession.provider == provider, WhatsAppSession.name == name
         )
-        return (await session.execute(stmt)).scalar_one_or_none()
+        rows = (await session.execute(stmt.limit(2))).scalars().all()
+    if len(rows) > 1:
+        raise AmbiguousSession(
+            "More than one session has this name; use the session's own webhook URL"
+        )
+    return rows[0] if rows else None
 
 
 async def find_for_webhook(ctx: AppContext, provider: str, name: str) -> WhatsAppSession | None:
