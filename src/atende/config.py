@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     max_webhook_body_bytes: int = 32 * MiB
     body_read_timeout_secs: float = 30.0
     header_read_timeout_secs: float = 10.0
+    max_header_bytes: int = 64 * 1024  # the request line and headers together
     media_max_bytes: int = 100 * MiB  # WhatsApp's own limit for documents
     # Signed webhooks older than this are refused for state changes (session status).
     webhook_timestamp_window_secs: int = 300

@@ -12,6 +12,7 @@ AtendeError (error_code, http_status, message, details)
  ├── RequestTimeout          408 REQUEST_TIMEOUT (a body that arrived too slowly)
  ├── Conflict                409 CONFLICT
  ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE (details.max_bytes)
+ ├── HeadersTooLarge         431 HEADERS_TOO_LARGE (details.max_bytes)
  ├── RateLimitExceeded       429 RATE_LIMIT_EXCEEDED (retry_after)
  ├── MessageSendFailed       502 MESSAGE_SEND_FAILED
  ├── GatewayError            502 GATEWAY_ERROR
@@ -114,6 +115,11 @@ class RequestTimeout(AtendeError):
 class PayloadTooLarge(AtendeError):
     error_code = "PAYLOAD_TOO_LARGE"
     http_status = 413
+
+
+class HeadersTooLarge(AtendeError):
+    error_code = "HEADERS_TOO_LARGE"
+    http_status = 431
 
 
 class RateLimitExceeded(AtendeError):

@@ -87,9 +87,12 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
-        declared = _content_length(scope)
+        declared, chunked = _framing(scope)
         if declared is not None and declared > limit:
             await refuse(send, too_large(limit))
+            return
+        if not declared and not chunked:  # no body at all (RFC 9112 §6.3): nothing to guard
+            await self.app(scope, receive, send)
             return
         await self._guarded(scope, receive, send, limit)
 
@@ -113,14 +116,19 @@ class BodyLimits:
             await refuse(send, body.refusal)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared Content-Length (None if absent or unreadable) and whether it is chunked."""
+    declared: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None  # the HTTP parser refuses these; counting covers the rest
-    return None
+                chunked = True  # the HTTP parser refuses these; guard whatever comes
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
 
 
 async def refuse(send: Send, error: AtendeError) -> None:

@@ -219,6 +219,20 @@ async def test_slow_headers_are_cut(strict_server: Server) -> None:
     assert SLOW_SECS * 0.9 <= time.monotonic() - started < SLOW_SECS * 4  # (timer granularity)
 
 
+async def test_endless_headers_are_cut_at_the_cap(strict_server: Server) -> None:
+    """httptools sets no limit: 160 MB of header lines were taken in (and held) until now."""
+    cap = strict_server.settings.max_header_bytes
+    reader, writer = await _connect(strict_server)
+    line = b"X-Big: " + b"a" * 1000 + b"\r\n"
+    writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + line * (cap // len(line) + 1))
+    await writer.drain()
+    answer = await _read_answer(reader)
+    await _close(writer)
+    assert answer.status == 431
+    assert orjson.loads(answer.body)["details"] == {"max_bytes": cap}
+    assert answer.closed
+
+
 async def test_silent_connection_is_closed(strict_server: Server) -> None:
     reader, writer = await _connect(strict_server)
     answer = await _read_answer(reader, timeout=SLOW_SECS + WAIT_SECS)
