@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from atende import metrics, webhooks
 from atende.api.deps import JSON_ERRORS_OF_TEXT_ROUTE, CtxDep
 from atende.context import AppContext
+from atende.db.models import WEBHOOK_TOKEN_PREFIX
 from atende.errors import NotFound, Unauthorized
 from atende.providers.base import Provider
 
@@ -17,10 +18,19 @@ router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
 
 async def _timed(
-    ctx: AppContext, provider: Provider, raw: bytes, request: Request
+    ctx: AppContext,
+    provider: Provider,
+    raw: bytes,
+    request: Request,
+    token: str | None = None,
 ) -> webhooks.WebhookOutcome:
     with metrics.timed(metrics.WEBHOOK_LATENCY, provider.name.value):
-        return await webhooks.handle(ctx, provider, raw, request.headers)
+        return await webhooks.handle(ctx, provider, raw, request.headers, token=token)
+
+
+def _token(segment: str) -> str | None:
+    """A session token (`wh_…`), or None for Evolution's per-event suffix (`messages-upsert`)."""
+    return segment if segment.startswith(WEBHOOK_TOKEN_PREFIX) else None
 
 
 @router.post("/whatsapp")
@@ -33,19 +43,35 @@ async def any_provider(request: Request, ctx: CtxDep) -> dict[str, Any]:
 
 @router.post("/{provider}")
 async def explicit(provider: str, request: Request, ctx: CtxDep) -> dict[str, Any]:
-    """One gateway's webhook (sandbox, evolution, waha, cloud, connection_service)."""
+    """One gateway's webhook (sandbox, evolution, waha, cloud, connection_service); the body
+    names the session."""
     raw = await request.body()
     outcome = await _timed(ctx, ctx.provider(provider), raw, request)
     return outcome.to_dict()
 
 
-@router.post("/{provider}/{event_slug}")
-async def per_event(
-    provider: str, event_slug: str, request: Request, ctx: CtxDep
+@router.post("/{provider}/{token_or_event}")
+async def own_or_per_event(
+    provider: str, token_or_event: str, request: Request, ctx: CtxDep
 ) -> dict[str, Any]:
-    """Evolution's per-event sub-paths (`webhook_by_events`), e.g. `/messages-upsert`."""
+    """A session's own webhook URL, `/{provider}/{session_token}` (shown to its admins), or
+    Evolution's per-event sub-paths (`webhook_by_events`), e.g. `/messages-upsert`."""
+    gateway = ctx.provider(provider)
     raw = await request.body()
-    outcome = await _timed(ctx, ctx.provider(provider), raw, request)
+    outcome = await _timed(ctx, gateway, raw, request, _token(token_or_event))
+    return outcome.to_dict()
+
+
+@router.post("/{provider}/{session_token}/{event_slug}")
+async def own_per_event(
+    provider: str, session_token: str, event_slug: str, request: Request, ctx: CtxDep
+) -> dict[str, Any]:
+    """Evolution's per-event sub-paths of a session's own URL."""
+    gateway = ctx.provider(provider)
+    if _token(session_token) is None:
+        raise webhooks.rejected(gateway, "no session token in the path")
+    raw = await request.body()
+    outcome = await _timed(ctx, gateway, raw, request, session_token)
     return outcome.to_dict()
 
 
