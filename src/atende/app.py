@@ -31,6 +31,7 @@ from atende.providers import PROVIDERS
 from atende.providers.sandbox import SandboxProvider
 from atende.realtime import atendimento_ws, conversations_ws, presence, socketio_server
 from atende.services import messages as messages_svc
+from atende.services.sessions import check_secret_key
 from atende.types import MessageStatus, ProviderName
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings)
+        await check_secret_key(ctx)
         install_providers(ctx)
         app.state.ctx = ctx
         presence.install(ctx)

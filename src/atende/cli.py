@@ -44,7 +44,7 @@ def _run(work: Callable[[AppContext], Awaitable[T]], migrate_first: bool = True)
 
     async def main() -> T:
         if migrate_first:
-            await db_migrate.upgrade(settings.database_url)
+            await db_migrate.upgrade(settings.database_url, settings.secret_key)
         ctx = build_context(settings)
         try:
             return await work(ctx)
@@ -66,7 +66,7 @@ def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
 def migrate() -> None:
     """Apply database migrations (also done at `serve` start)."""
     settings = _settings()
-    asyncio.run(db_migrate.upgrade(settings.database_url))
+    asyncio.run(db_migrate.upgrade(settings.database_url, settings.secret_key))
     typer.echo("Database is up to date.")
 
 
@@ -197,7 +197,7 @@ def serve(
         level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(name)s: %(message)s"
     )
     _say_generated_secrets(settings)
-    asyncio.run(db_migrate.upgrade(settings.database_url))
+    asyncio.run(db_migrate.upgrade(settings.database_url, settings.secret_key))
     if settings.demo_on:
         _run(_seed_demo, migrate_first=False)
     else:

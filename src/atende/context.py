@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from atende import metrics
+from atende import metrics, vault
 from atende.config import Settings
 from atende.db.engine import make_engine, make_reader, make_sessionmaker
 from atende.db.models import WhatsAppSession
@@ -88,6 +88,7 @@ class AppContext:
 
 def build_context(settings: Settings) -> AppContext:
     engine = make_engine(settings.database_url)
+    vault.attach(engine, vault.Vault(settings.secret_key))
     sessionmaker = make_sessionmaker(engine)
     reader = make_reader(engine)
 

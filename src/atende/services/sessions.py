@@ -93,6 +93,18 @@ async def create_session(
 SESSION_CACHE_SECS = 5.0
 
 
+async def check_secret_key(ctx: AppContext) -> None:
+    """Open one stored secret, so that a wrong ATENDE_SECRET_KEY stops the start with a clear
+    SecretKeyMismatch instead of failing every gateway call later."""
+    async with ctx.reader() as session:
+        stmt = (
+            select(WhatsAppSession.webhook_secret)
+            .where(WhatsAppSession.webhook_secret.is_not(None))
+            .limit(1)
+        )
+        await session.execute(stmt)
+
+
 def _new_webhook_secret(provider: ProviderName) -> str:
     """Every session's webhooks are authenticated: with no secret given, make one (the connect
     flow hands it to the gateway). A Cloud API app secret is Meta's, so it cannot be made up."""
