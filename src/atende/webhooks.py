@@ -260,10 +260,7 @@ def _check_window(ctx: AppContext, item: ConnectionUpdate) -> None:
 async def cloud_verify_token_known(ctx: AppContext, token: str) -> bool:
     """Whether any Cloud API session was configured with this verify token."""
     async with ctx.reader() as session:
-        rows = (
-            await session.execute(
-                select(WhatsAppSession).where(WhatsAppSession.provider == "cloud")
-            )
-        ).scalars()
-        expected = [str((r.options or {}).get("verify_token") or "") for r in rows]
+        stmt = select(WhatsAppSession.options).where(WhatsAppSession.provider == "cloud")
+        rows = (await session.execute(stmt)).scalars()  # not the (encrypted) secrets
+        expected = [str((options or {}).get("verify_token") or "") for options in rows]
     return any(e and hmac.compare_digest(e.encode(), token.encode()) for e in expected)

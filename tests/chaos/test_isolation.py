@@ -83,6 +83,7 @@ WEBHOOK_ROUTES = {
     RouteKey("POST", "/api/webhooks/{provider}/{token_or_event}"),
     RouteKey("POST", "/api/webhooks/{provider}/{session_token}/{event_slug}"),
     RouteKey("GET", "/api/webhooks/{provider}"),
+    RouteKey("GET", "/api/webhooks/{provider}/{session_token}"),
 }
 # Routes that end the caller's own sessions when B calls them in its own scope: probed last,
 # then B's tokens are minted again for the rest of the matrix.
@@ -874,15 +875,27 @@ async def _evolution_v1_body_key(world: World, http: httpx.AsyncClient) -> None:
 
 
 async def _cloud_handshake(world: World, http: httpx.AsyncClient) -> None:
-    for name, token in (("no token", None), ("wrong token", "not-a-verify-token")):
-        params = {"hub.mode": "subscribe", "hub.challenge": "c-123"}
-        if token is not None:
-            params["hub.verify_token"] = token
-        answer = await http.get("/api/webhooks/cloud", params=params)
-        world.findings.tried["webhook"] += 1
-        problem = refusal_problem(answer, {401}, "UNAUTHORIZED")
-        if problem is not None:
-            world.findings.add(_verdict(answer), f"webhook cloud GET [{name}]", problem)
+    gw = next(g for g in world.gateways if g.provider == ProviderName.CLOUD)
+    b_row = await sessions_svc.find_by_token(world.b.server.ctx, "cloud", gw.b_token)
+    assert b_row is not None
+    tokens = [("no token", None), ("wrong token", "not-a-verify-token")]
+    own_url = [*tokens, ("tenant B's verify token", str(b_row.options["verify_token"]))]
+    unknown = f"/api/webhooks/cloud/wh_{_tag()}"
+    for url, cases in (
+        ("/api/webhooks/cloud", tokens),
+        (f"/api/webhooks/cloud/{gw.a_token}", own_url),
+        (unknown, own_url),
+    ):
+        for name, token in cases:
+            params = {"hub.mode": "subscribe", "hub.challenge": "c-123"}
+            if token is not None:
+                params["hub.verify_token"] = token
+            answer = await http.get(url, params=params)
+            world.findings.tried["webhook"] += 1
+            problem = refusal_problem(answer, {401}, "UNAUTHORIZED")
+            if problem is not None:
+                world.findings.add(_verdict(answer), f"webhook cloud GET {url} [{name}]", problem)
+            world.leak_scan(f"webhook cloud GET [{name}]", answer_text(answer), url)
 
 
 async def _intruder_messages(world: World) -> int:

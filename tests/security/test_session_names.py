@@ -126,3 +126,30 @@ async def test_only_admins_see_webhook_urls(tenant: Tenant) -> None:
     assert as_agent.status_code == 403
     assert status.status_code == 200, status.text
     assert "webhook_url" not in status.text and "/wh_" not in status.text
+
+
+async def test_meta_handshake_on_a_session_s_own_url(tenant: Tenant, other_tenant: Tenant) -> None:
+    """Meta checks the callback URL itself: a Cloud session's own URL answers the handshake
+    with that session's verify token only."""
+    made = {}
+    for owner, verify in ((tenant, "vt-da-loja-a"), (other_tenant, "vt-da-loja-b")):
+        async with owner.http() as http:
+            answer = await http.post(
+                SESSIONS,
+                json={
+                    "provider": "cloud",
+                    "name": str(uuid.uuid4().int)[:15],
+                    "webhook_secret": "app-secret",
+                    "options": {"verify_token": verify},
+                },
+                headers=owner.auth(),
+            )
+        assert answer.status_code == 201, answer.text
+        made[verify] = urlsplit(answer.json()["webhook_url"]).path
+    a_path, b_path = made["vt-da-loja-a"], made["vt-da-loja-b"]
+    hello = {"hub.mode": "subscribe", "hub.challenge": "4242"}
+    async with tenant.http() as http:
+        ok = await http.get(a_path, params={**hello, "hub.verify_token": "vt-da-loja-a"})
+        crossed = await http.get(b_path, params={**hello, "hub.verify_token": "vt-da-loja-a"})
+    assert ok.status_code == 200 and ok.text == "4242"
+    assert crossed.status_code == 401 and "4242" not in crossed.text

@@ -13,6 +13,8 @@ from atende.context import AppContext
 from atende.db.models import WEBHOOK_TOKEN_PREFIX
 from atende.errors import NotFound, Unauthorized
 from atende.providers.base import Provider
+from atende.providers.common import secret_equals
+from atende.services import sessions as sessions_svc
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 
@@ -85,5 +87,23 @@ async def verification(provider: str, request: Request, ctx: CtxDep) -> str:
     if params.get("hub.mode") != "subscribe" or not token:
         raise Unauthorized("Verification failed")
     if not await webhooks.cloud_verify_token_known(ctx, token):
+        raise Unauthorized("Verification failed")
+    return params.get("hub.challenge", "")
+
+
+@router.get(
+    "/{provider}/{session_token}",
+    response_class=PlainTextResponse,
+    responses=JSON_ERRORS_OF_TEXT_ROUTE,
+)
+async def own_verification(provider: str, session_token: str, request: Request, ctx: CtxDep) -> str:
+    """Meta's handshake on a Cloud session's own URL: that session's verify token only."""
+    if provider != "cloud":
+        raise NotFound("Only the Cloud API uses a GET verification handshake")
+    params = request.query_params
+    token = params.get("hub.verify_token", "")
+    row = await sessions_svc.find_for_token(ctx, provider, session_token)
+    expected = str((row.options or {}).get("verify_token") or "") if row is not None else ""
+    if params.get("hub.mode") != "subscribe" or not secret_equals(token, expected) or not token:
         raise Unauthorized("Verification failed")
     return params.get("hub.challenge", "")
