@@ -51,7 +51,8 @@ class AppContext:
     # polls the write lock with sleeps of up to 100 ms. With 16 webhooks at once that sleeping,
     # not work, set the pace (see services.tx.tenant_tx).
     write_gate: asyncio.Lock | None = None
-    # (provider, name or "token:…") → (monotonic time, rows), see services.sessions._cached
+    # (provider, name) or ("<provider>#token", token) → (monotonic time, rows),
+    # see services.sessions._cached
     session_cache: dict[tuple[str, str], tuple[float, list[WhatsAppSession]]] = field(
         default_factory=dict
     )

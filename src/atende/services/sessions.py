@@ -187,7 +187,8 @@ async def find_for_token(ctx: AppContext, provider: str, token: str) -> WhatsApp
         row = await find_by_token(ctx, provider, token)
         return [] if row is None else [row]
 
-    rows = await _cached(ctx, (provider, "token:" + token), load)
+    # Its own key space ("<provider>#token"), apart from names: no name can alias a token.
+    rows = await _cached(ctx, (f"{provider}#token", token), load)
     return rows[0] if rows else None
 
 
