@@ -15,7 +15,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
+from atende.services import sessions as sessions_svc
 from tests.fakes.waha import FakeWaha
 from tests.harness import Tenant
 
@@ -153,3 +155,18 @@ async def test_meta_handshake_on_a_session_s_own_url(tenant: Tenant, other_tenan
         crossed = await http.get(b_path, params={**hello, "hub.verify_token": "vt-da-loja-a"})
     assert ok.status_code == 200 and ok.text == "4242"
     assert crossed.status_code == 401 and "4242" not in crossed.text
+
+
+async def test_made_up_names_do_not_pile_up(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown names are cached like known ones (so timing does not tell them apart), within
+    a bound: a stranger's flood of made-up names can not grow memory."""
+    monkeypatch.setattr(sessions_svc, "SESSION_CACHE_MAX", 20)
+    cache = tenant.server.ctx.session_cache
+    for _ in range(60):
+        answer = await _deliver(
+            "/api/webhooks/waha", f"x-{uuid.uuid4().hex}", "s", "inundação", tenant
+        )
+        assert answer.status_code == 401
+        assert len(cache) <= 20

@@ -87,10 +87,12 @@ async def create_session(
             session.add(row)
     except IntegrityError as exc:
         raise Conflict(f"A {provider.value} session named {name!r} already exists") from exc
+    ctx.session_cache.pop((provider.value, name), None)
     return row
 
 
 SESSION_CACHE_SECS = 5.0
+SESSION_CACHE_MAX = 10_000  # misses are cached too: strangers' made-up names must not pile up
 
 
 async def check_secret_key(ctx: AppContext) -> None:
@@ -164,15 +166,25 @@ async def _cached(
     """A short per-instance cache for webhook lookups: every webhook needs its session, and a
     session's identity and credentials never change after creation (only its connection state
     does, which webhook handling does not read), so a few seconds of reuse is safe and saves a
-    database round trip per webhook. Misses are not cached (a new session works at once)."""
+    database round trip per webhook. Misses are cached too: otherwise an unknown name would
+    answer a database round trip slower than a busy known one, and timing would tell them apart.
+    (`create_session` forgets this instance's miss for its name at once.)"""
     now = time.monotonic()
     hit = ctx.session_cache.get(key)
     if hit is not None and now - hit[0] < SESSION_CACHE_SECS:
         return hit[1]
     rows = await load()
-    if rows:
-        ctx.session_cache[key] = (now, rows)
+    if len(ctx.session_cache) >= SESSION_CACHE_MAX:
+        _evict(ctx.session_cache, now)
+    ctx.session_cache[key] = (now, rows)
     return rows
+
+
+def _evict(cache: dict[tuple[str, str], tuple[float, list[WhatsAppSession]]], now: float) -> None:
+    for key in [k for k, (at, _) in cache.items() if now - at >= SESSION_CACHE_SECS]:
+        del cache[key]
+    if len(cache) >= SESSION_CACHE_MAX:  # all fresh: a flood; start over rather than grow
+        cache.clear()
 
 
 async def candidates_for_webhook(
