@@ -196,3 +196,22 @@ def test_create_commands_print_json_and_token_works(cli_env: dict[str, str]) -> 
     )
     assert claims["sub"] == user["id"] and claims["tenant_id"] == tenant["id"]
     assert claims["exp"] - claims["iat"] == 60
+
+
+def test_create_session_shows_the_generated_webhook_secret(cli_env: dict[str, str]) -> None:
+    """Without --webhook-secret one is generated: printed once (and in --json), with the
+    session's own webhook URL; a secret given on the command line is not echoed back."""
+    tenant = as_json(atende(cli_env, "create-tenant", "--name", "Loja", "--json"))
+    base = ["create-session", "--tenant", tenant["id"], "--provider", "waha"]
+    base += ["--base-url", "http://waha.local", "--api-key", "k"]
+    made = as_json(atende(cli_env, *base, "--name", "default", "--json"))
+    assert len(made["webhook_secret"]) >= 24
+    assert made["webhook_url"].startswith("http://127.0.0.1:8080/api/webhooks/waha/wh_")
+    human = atende(cli_env, *base, "--name", "outra")
+    assert human.returncode == 0, human.stderr
+    secret_line = next(line for line in human.stdout.splitlines() if "webhook secret" in line)
+    assert len(secret_line.split(":", 1)[1].split()[0]) >= 24
+    assert "/api/webhooks/waha/wh_" in human.stdout
+    given = atende(cli_env, *base, "--name", "terceira", "--webhook-secret", "meu-segredo-123")
+    assert given.returncode == 0 and "meu-segredo-123" not in given.stdout
+    assert "webhook secret" not in given.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -21,6 +22,7 @@ from atende.api import auth, chat, conversations, health, users, webhooks
 from atende.api.deps import ERROR_RESPONSES, refuse_nul_characters
 from atende.config import Settings
 from atende.context import AppContext, build_context
+from atende.db.models import WhatsAppSession
 from atende.errors import AtendeError
 from atende.events import log as event_log
 from atende.limits import BodyLimits
@@ -31,7 +33,7 @@ from atende.providers.sandbox import SandboxProvider
 from atende.realtime import atendimento_ws, conversations_ws, presence, socketio_server
 from atende.security_headers import SECURITY_HEADERS, SecurityHeaders
 from atende.services import messages as messages_svc
-from atende.services import sessions as sessions_svc
+from atende.services.sessions import check_secret_key
 from atende.types import MessageStatus, ProviderName
 
 logger = logging.getLogger(__name__)
@@ -57,8 +59,9 @@ def install_providers(ctx: AppContext) -> None:
     """The gateways, plus the sandbox whose acks travel the same status path as webhooks."""
     ctx.providers.update(PROVIDERS)
 
-    async def sandbox_ack(session_name: str, wamid: str, status: MessageStatus) -> None:
-        row = await sessions_svc.find_by_name(ctx, ProviderName.SANDBOX.value, session_name)
+    async def sandbox_ack(session_id: str, wamid: str, status: MessageStatus) -> None:
+        async with ctx.reader() as session:
+            row = await session.get(WhatsAppSession, uuid.UUID(session_id))
         if row is None:
             return
         # Like a real gateway redelivering an ack that arrived before the send was recorded.
@@ -98,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings)
+        await check_secret_key(ctx)
         install_providers(ctx)
         app.state.ctx = ctx
         presence.install(ctx)
@@ -151,7 +155,10 @@ def _mount_extras(app: FastAPI, settings: Settings) -> None:
     """Routers added by later modules (sessions, media, Socket.IO) when present."""
     app.include_router(metrics.router)
     socketio_server.mount(app, settings)  # before the web inbox's catch-all mount at "/"
-    for name in ("atende.api.sessions", "atende.api.media", "atende.api.sandbox"):
+    modules = ["atende.api.sessions", "atende.api.media"]
+    if settings.sandbox_on:  # the simulator's routes exist only while the sandbox does
+        modules.append("atende.api.sandbox")
+    for name in modules:
         try:
             module = __import__(name, fromlist=["router"])
         except ImportError:

@@ -22,6 +22,7 @@ from atende.services import accounts
 from atende.services import sessions as sessions_svc
 from atende.services.auth import mint_token
 from atende.services.passwords import new_password
+from atende.services.render import webhook_path
 from atende.types import ProviderName, Role
 
 app = typer.Typer(help="Atende: a real-time WhatsApp customer-service inbox.", no_args_is_help=True)
@@ -44,7 +45,7 @@ def _run(work: Callable[[AppContext], Awaitable[T]], migrate_first: bool = True)
 
     async def main() -> T:
         if migrate_first:
-            await db_migrate.upgrade(settings.database_url)
+            await db_migrate.upgrade(settings.database_url, settings.secret_key)
         ctx = build_context(settings)
         try:
             return await work(ctx)
@@ -66,7 +67,7 @@ def _emit(obj: dict[str, Any], as_json: bool, human: str) -> None:
 def migrate() -> None:
     """Apply database migrations (also done at `serve` start)."""
     settings = _settings()
-    asyncio.run(db_migrate.upgrade(settings.database_url))
+    asyncio.run(db_migrate.upgrade(settings.database_url, settings.secret_key))
     typer.echo("Database is up to date.")
 
 
@@ -140,17 +141,24 @@ def create_session(
             options=options,
         )
     )
-    _emit(
-        {
-            "id": str(row.id),
-            "tenant_id": str(row.tenant_id),
-            "provider": row.provider,
-            "name": row.name,
-            "state": row.state,
-        },
-        as_json,
+    settings = _settings()
+    made = {
+        "id": str(row.id),
+        "tenant_id": str(row.tenant_id),
+        "provider": row.provider,
+        "name": row.name,
+        "state": row.state,
+        "webhook_url": sessions_svc.webhook_url(settings, row),
+    }
+    lines = [
         f"Session {row.id} ({row.provider}/{row.name}) created, state {row.state}.",
-    )
+        f"  webhook URL    : {made['webhook_url']}",
+    ]
+    if not webhook_secret:
+        # Generated, and shown this once: whoever sets the gateway up by hand needs it.
+        made["webhook_secret"] = row.webhook_secret or ""
+        lines.append(f"  webhook secret : {row.webhook_secret}   (generated; shown only now)")
+    _emit(made, as_json, "\n".join(lines))
 
 
 @app.command()
@@ -190,7 +198,7 @@ def serve(
     settings = _settings()
     logging.config.dictConfig(log_config())  # secrets redacted, httpx quiet (atende.logs)
     _say_generated_secrets(settings)
-    asyncio.run(db_migrate.upgrade(settings.database_url))
+    asyncio.run(db_migrate.upgrade(settings.database_url, settings.secret_key))
     if settings.demo_on:
         _run(_seed_demo, migrate_first=False)
     else:
@@ -316,20 +324,21 @@ def simulate(
     """Play customers writing in through the running server's sandbox webhook."""
     settings = _settings()
     base = (url or settings.public_url).rstrip("/")
+    path = "/api/webhooks/sandbox"
     if secret is None:
         row = _run(lambda ctx: sessions_svc.find_by_name(ctx, "sandbox", session))
         if row is None:
             typer.secho(f"No sandbox session named {session!r}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1)
-        secret = row.webhook_secret
-    failures = _post_messages(base, session, messages, rate, from_, text, secret)
+        secret, path = row.webhook_secret, webhook_path(row)
+    failures = _post_messages(f"{base}{path}", session, messages, rate, from_, text, secret)
     typer.echo(f"Sent {messages - failures} of {messages} messages to {base}.")
     if failures:
         raise typer.Exit(1)
 
 
 def _post_messages(
-    base: str, session: str, count: int, rate: float, phone: str, text: str, secret: str | None
+    url: str, session: str, count: int, rate: float, phone: str, text: str, secret: str | None
 ) -> int:
     headers = {"X-Webhook-Secret": secret} if secret else {}
     failures = 0
@@ -348,13 +357,13 @@ def _post_messages(
                 "id": f"sim-{uuid.uuid4().hex}",
             }
             try:
-                response = client.post(f"{base}/api/webhooks/sandbox", json=body, headers=headers)
+                response = client.post(url, json=body, headers=headers)
                 if response.status_code >= 300:
                     failures += 1
                     typer.secho(f"\n{response.status_code}: {response.text[:200]}", err=True)
             except httpx.HTTPError as exc:
                 failures += 1
-                typer.secho(f"\nCould not reach {base}: {exc}", fg=typer.colors.RED, err=True)
+                typer.secho(f"\nCould not reach Atende: {exc}", fg=typer.colors.RED, err=True)
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
     return failures
 

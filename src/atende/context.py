@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from atende import metrics
+from atende import metrics, vault
 from atende.config import Settings
 from atende.db.engine import make_engine, make_reader, make_sessionmaker
 from atende.db.models import WhatsAppSession
@@ -51,8 +51,9 @@ class AppContext:
     # polls the write lock with sleeps of up to 100 ms. With 16 webhooks at once that sleeping,
     # not work, set the pace (see services.tx.tenant_tx).
     write_gate: asyncio.Lock | None = None
-    # (provider, name) → (monotonic time, row), see services.sessions.find_for_webhook
-    session_cache: dict[tuple[str, str], tuple[float, WhatsAppSession]] = field(
+    # (provider, name) or ("<provider>#token", token) → (monotonic time, rows),
+    # see services.sessions._cached
+    session_cache: dict[tuple[str, str], tuple[float, list[WhatsAppSession]]] = field(
         default_factory=dict
     )
 
@@ -88,6 +89,7 @@ class AppContext:
 
 def build_context(settings: Settings) -> AppContext:
     engine = make_engine(settings.database_url)
+    vault.attach(engine, vault.Vault(settings.secret_key))
     sessionmaker = make_sessionmaker(engine)
     reader = make_reader(engine)
 

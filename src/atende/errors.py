@@ -7,12 +7,14 @@ AtendeError (error_code, http_status, message, details)
  │    ├── SessionRequired    400 SESSION_REQUIRED (which WhatsApp number? details.choices)
  │    └── SessionMismatch    400 SESSION_MISMATCH (the conversation is on another number)
  ├── Unauthorized            401 UNAUTHORIZED
+ │    └── WebhookExpired     401 WEBHOOK_EXPIRED (a signed state event outside the window)
  ├── Forbidden               403 FORBIDDEN
  ├── NotFound                404 NOT_FOUND
  ├── RequestTimeout          408 REQUEST_TIMEOUT (a body that arrived too slowly)
  ├── Conflict                409 CONFLICT
  ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE (details.max_bytes)
  ├── HeadersTooLarge         431 HEADERS_TOO_LARGE (details.max_bytes)
+ │    └── SessionAmbiguous   409 SESSION_AMBIGUOUS (a name several tenants use: use the token URL)
  ├── RateLimitExceeded       429 RATE_LIMIT_EXCEEDED (retry_after)
  ├── MessageSendFailed       502 MESSAGE_SEND_FAILED
  ├── GatewayError            502 GATEWAY_ERROR
@@ -85,6 +87,13 @@ class Unauthorized(AtendeError):
     http_status = 401
 
 
+class WebhookExpired(Unauthorized):
+    """A signed state event whose signed timestamp is outside the window: a replay, or a
+    delivery so late that applying it would undo newer state."""
+
+    error_code = "WEBHOOK_EXPIRED"
+
+
 class Forbidden(AtendeError):
     error_code = "FORBIDDEN"
     http_status = 403
@@ -100,9 +109,8 @@ class Conflict(AtendeError):
     http_status = 409
 
 
-class AmbiguousSession(Conflict):
-    """A webhook named its session only by name, and more than one tenant uses that name (names
-    are unique per tenant); only the session's own webhook URL says which one it is."""
+class SessionAmbiguous(Conflict):
+    """A session name that more than one session answers to; only its token URL can tell."""
 
     error_code = "SESSION_AMBIGUOUS"
 

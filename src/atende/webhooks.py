@@ -6,6 +6,7 @@ import hmac
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -13,7 +14,13 @@ from sqlalchemy import select
 
 from atende.context import AppContext
 from atende.db.models import WhatsAppSession
-from atende.errors import AtendeError, InvalidInput, NotFound, Unauthorized
+from atende.errors import (
+    AtendeError,
+    InvalidInput,
+    SessionAmbiguous,
+    Unauthorized,
+    WebhookExpired,
+)
 from atende.providers import detect_provider
 from atende.providers.base import (
     ConnectionUpdate,
@@ -29,6 +36,7 @@ from atende.services import messages as messages_svc
 from atende.services import sessions as sessions_svc
 
 logger = logging.getLogger(__name__)
+Headers = Mapping[str, str]
 
 
 class InvalidPayload(InvalidInput):
@@ -77,16 +85,44 @@ def detect(ctx: AppContext, payload: Any) -> Provider:
     return ctx.provider(provider.name.value)
 
 
+REJECTED = "Webhook credentials rejected"  # one answer for every refusal: no existence oracle
+
+
+def rejected(provider: Provider, reason: str) -> Unauthorized:
+    # Unknown session, unknown token, wrong key and wrong signature all answer exactly this,
+    # so that a stranger learns nothing about which sessions exist. The reason is logged.
+    logger.info("%s webhook refused: %s", provider.name.value, reason)
+    return Unauthorized(REJECTED)
+
+
+def _passes(provider: Provider, row: WhatsAppSession, raw: bytes, headers: Headers) -> bool:
+    try:
+        provider.verify(sessions_svc.config_of(row), raw, headers)
+    except WebhookAuthError:
+        return False
+    return True
+
+
 async def handle(
-    ctx: AppContext, provider: Provider, raw_body: bytes, headers: Mapping[str, str]
+    ctx: AppContext,
+    provider: Provider,
+    raw_body: bytes,
+    headers: Headers,
+    *,
+    token: str | None = None,
 ) -> WebhookOutcome:
-    payload = decode_json(raw_body)
-    sessions = await _sessions_for(ctx, provider, payload)
-    for row in sessions.values():
-        try:
-            provider.verify(sessions_svc.config_of(row), raw_body, headers)
-        except WebhookAuthError as exc:
-            raise Unauthorized(f"Webhook credentials rejected: {exc.reason}") from exc
+    """One delivery. With `token` (the session's own URL) the credentials are checked on the
+    raw bytes before anything is parsed; a name-addressed delivery must be parsed first to
+    find the names, then each name's credentials pick its session."""
+    if token is not None:
+        row = await sessions_svc.find_for_token(ctx, provider.name.value, token)
+        if row is None or not _passes(provider, row, raw_body, headers):
+            raise rejected(provider, "unknown token" if row is None else "wrong credentials")
+        payload = decode_json(raw_body)
+        sessions = await _tenant_sessions(ctx, provider, payload, raw_body, headers, row)
+    else:
+        payload = decode_json(raw_body)
+        sessions = await _sessions_by_name(ctx, provider, payload, raw_body, headers)
     try:
         items = provider.parse(payload)
     except MalformedPayload as exc:
@@ -108,21 +144,51 @@ async def handle(
     return outcome
 
 
-async def _sessions_for(
-    ctx: AppContext, provider: Provider, payload: Any
-) -> dict[str, WhatsAppSession]:
+def _names(provider: Provider, payload: Any) -> list[str]:
     try:
-        names = provider.session_names(payload)
+        return list(dict.fromkeys(provider.session_names(payload)))
     except MalformedPayload as exc:
         raise InvalidPayload(f"Malformed {provider.name.value} webhook: {exc.reason}") from exc
+
+
+async def _sessions_by_name(
+    ctx: AppContext, provider: Provider, payload: Any, raw: bytes, headers: Headers
+) -> dict[str, WhatsAppSession]:
+    """Each name's session: of the sessions so named (one per tenant at most), the one whose
+    credentials the request carries. None passing is the same refusal as an unknown name."""
     found: dict[str, WhatsAppSession] = {}
-    for name in dict.fromkeys(names):
-        row = await sessions_svc.find_for_webhook(ctx, provider.name.value, name)
-        if row is None:
-            raise NotFound(
-                f"Unknown {provider.name.value} session", details={"session": str(name)[:100]}
+    for name in _names(provider, payload):
+        rows = await sessions_svc.candidates_for_webhook(ctx, provider.name.value, name)
+        passing = [row for row in rows if _passes(provider, row, raw, headers)]
+        if not passing:
+            raise rejected(provider, "unknown name" if not rows else "wrong credentials")
+        if len(passing) > 1:
+            raise SessionAmbiguous(
+                f"More than one {provider.name.value} session answers to this name: "
+                "use the session's own webhook URL"
             )
-        found[name] = row
+        found[name] = passing[0]
+    return found
+
+
+async def _tenant_sessions(
+    ctx: AppContext,
+    provider: Provider,
+    payload: Any,
+    raw: bytes,
+    headers: Headers,
+    row: WhatsAppSession,
+) -> dict[str, WhatsAppSession]:
+    """On a session's own URL: that session, plus any other of the same tenant the body
+    names (one Meta app posts every number's events to each of its callback URLs), each with
+    its own credentials. Names of other tenants are not looked up: their items are ignored."""
+    found = {row.name: row}
+    for name in _names(provider, payload):
+        if name in found:
+            continue
+        other = await sessions_svc.find_in_tenant(ctx, row.tenant_id, provider.name.value, name)
+        if other is not None and _passes(provider, other, raw, headers):
+            found[name] = other
     return found
 
 
@@ -151,19 +217,41 @@ async def _apply(
         else:
             outcome.ignored += 1
     elif isinstance(item, ConnectionUpdate):
-        await sessions_svc.set_state(
-            ctx, row.id, state=item.state, qr=item.qr, error=item.error, phone=item.phone
+        _check_window(ctx, item)
+        applied = await sessions_svc.apply_state(
+            ctx,
+            row.id,
+            state=item.state,
+            qr=item.qr,
+            error=item.error,
+            phone=item.phone,
+            event_id=item.event_id,
         )
-        outcome.connection += 1
+        if applied is None:
+            outcome.duplicates += 1
+        else:
+            outcome.connection += 1
+
+
+def _check_window(ctx: AppContext, item: ConnectionUpdate) -> None:
+    """A state event is only as good as it is recent: an old signed `STOPPED` replayed would
+    disconnect a working session. (Messages and acks are not refused: a late one is still
+    true, and they are idempotent and forward-only anyway.)"""
+    if item.signed_at is None:
+        return
+    window = ctx.settings.webhook_timestamp_window_secs
+    skew = abs((datetime.now(UTC) - item.signed_at).total_seconds())
+    if skew > window:
+        raise WebhookExpired(
+            f"Signed state event is {int(skew)} s away from now (window {window} s): refused",
+            details={"window_secs": window},
+        )
 
 
 async def cloud_verify_token_known(ctx: AppContext, token: str) -> bool:
     """Whether any Cloud API session was configured with this verify token."""
     async with ctx.reader() as session:
-        rows = (
-            await session.execute(
-                select(WhatsAppSession).where(WhatsAppSession.provider == "cloud")
-            )
-        ).scalars()
-        expected = [str((r.options or {}).get("verify_token") or "") for r in rows]
+        stmt = select(WhatsAppSession.options).where(WhatsAppSession.provider == "cloud")
+        rows = (await session.execute(stmt)).scalars()  # not the (encrypted) secrets
+        expected = [str((options or {}).get("verify_token") or "") for options in rows]
     return any(e and hmac.compare_digest(e.encode(), token.encode()) for e in expected)

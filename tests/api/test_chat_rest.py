@@ -233,7 +233,8 @@ async def test_webhook_errors_change_nothing(tenant: Tenant) -> None:
     assert not_json.status_code == 400 and not_json.json()["error_code"] == "INVALID_PAYLOAD"
     assert no_from.status_code == 400
     assert wrong_secret.status_code == 401
-    assert unknown.status_code == 404
+    assert unknown.status_code == 401  # as a wrong secret: names can not be probed
+    assert unknown.content == wrong_secret.content
     assert listed.json() == []
 
 

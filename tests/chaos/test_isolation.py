@@ -10,8 +10,10 @@ new route is part of the matrix at once, or fails it until it is listed here as 
   existence does not leak).
 - Sockets: each dialect (A /ws/chat, B /api/v1/conversations/ws, C Socket.IO) refuses every bad
   credential with a reason; B's own sockets replay only B's events and can not touch A's rows.
-- Webhooks: each provider's endpoint refuses a delivery for A's session with no credentials, a
-  forged signature / wrong key, or tenant B's session secret.
+- Webhooks: each provider's endpoints (by name, by shape, and A's session's own token URL)
+  refuse a delivery for A's session with no credentials, a forged signature / wrong key, or
+  tenant B's session secret; an unknown name or token gets the very answer a known one with
+  wrong credentials gets; B's own token URL carrying A's session name stores nothing.
 
 Throughout, A's sockets must hear nothing, no answer to anyone else may contain any of A's
 strings, and A's rows must be exactly as they were.
@@ -34,7 +36,7 @@ from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from atende.db.models import Message, User
+from atende.db.models import Message, User, WhatsAppSession
 from atende.db.models import Tenant as TenantRow
 from atende.services import sessions as sessions_svc
 from atende.services.auth import mint_token
@@ -79,8 +81,10 @@ REFRESH = RouteKey("POST", "/api/v1/auth/refresh")
 WEBHOOK_ROUTES = {
     RouteKey("POST", "/api/webhooks/whatsapp"),
     RouteKey("POST", "/api/webhooks/{provider}"),
-    RouteKey("POST", "/api/webhooks/{provider}/{event_slug}"),
+    RouteKey("POST", "/api/webhooks/{provider}/{token_or_event}"),
+    RouteKey("POST", "/api/webhooks/{provider}/{session_token}/{event_slug}"),
     RouteKey("GET", "/api/webhooks/{provider}"),
+    RouteKey("GET", "/api/webhooks/{provider}/{session_token}"),
 }
 # Routes that end the caller's own sessions when B calls them in its own scope: probed last,
 # then B's tokens are minted again for the rest of the matrix.
@@ -113,6 +117,8 @@ class Gateway:
     a_secret: str
     b_name: str
     b_secret: str
+    a_token: str  # A's session's own webhook URL token: as secret as its secret
+    b_token: str
 
 
 @dataclass
@@ -144,13 +150,17 @@ def _tag() -> str:
 async def _gateway(a: Tenant, b: Tenant, provider: ProviderName) -> Gateway:
     """A session of `provider` in each tenant, each with its own webhook secret."""
     if provider == ProviderName.SANDBOX:
-        return Gateway(provider, a.session_name, a.webhook_secret, b.session_name, b.webhook_secret)
+        tokens = [await _token_of(t) for t in (a, b)]
+        return Gateway(
+            provider, a.session_name, a.webhook_secret, b.session_name, b.webhook_secret, *tokens
+        )
     names: list[str] = []
     secrets: list[str] = []
+    tokens = []
     for tenant in (a, b):
         name = str(uuid.uuid4().int)[:15] if provider == ProviderName.CLOUD else f"iso-{_tag()}"
         secret = f"whsec-{_tag()}"
-        await sessions_svc.create_session(
+        row = await sessions_svc.create_session(
             tenant.server.ctx,
             tenant_id=tenant.id,
             provider=provider,
@@ -161,7 +171,15 @@ async def _gateway(a: Tenant, b: Tenant, provider: ProviderName) -> Gateway:
         )
         names.append(name)
         secrets.append(secret)
-    return Gateway(provider, names[0], secrets[0], names[1], secrets[1])
+        tokens.append(row.webhook_token)
+    return Gateway(provider, names[0], secrets[0], names[1], secrets[1], tokens[0], tokens[1])
+
+
+async def _token_of(tenant: Tenant) -> str:
+    async with tenant.server.ctx.reader() as session:
+        row = await session.get(WhatsAppSession, tenant.session_id)
+    assert row is not None
+    return row.webhook_token
 
 
 async def _seed_victim(a: Tenant, gateways: list[Gateway]) -> Victim:
@@ -200,7 +218,7 @@ async def _seed_victim(a: Tenant, gateways: list[Gateway]) -> Victim:
     uuids |= {str(a.admin_id), str(a.agent_id)}
     names = await _tenant_strings(a)
     markers = {*uuids, phone, text, push_name, f"foto-{tag}", a.admin_token, a.agent_token}
-    markers |= names | {s for g in gateways for s in (g.a_name, g.a_secret)}
+    markers |= names | {s for g in gateways for s in (g.a_name, g.a_secret, g.a_token)}
     return Victim(ids=ids, uuids=uuids, markers=markers, session_name=a.session_name, text=text)
 
 
@@ -363,6 +381,8 @@ async def _other_tenant(
 def _check_own_scope(world: World, where: str, p: Probe, response: httpx.Response) -> None:
     """B in its own scope: answered or refused, but never an unexpected 5xx nor a refusal
     without an error_code."""
+    # (Session names are unique per tenant only: B may call its own session as A calls one,
+    # and is told nothing about A's by doing so; the leak scan above sees to the answer.)
     if response.status_code >= 500:
         problem = server_error(response)
     elif response.status_code >= 400:
@@ -762,27 +782,70 @@ async def _post_webhook(
     world.leak_scan(where, answer_text(answer), raw.decode())
 
 
+def _webhook_urls(gw: Gateway) -> dict[str, str]:
+    own = f"/api/webhooks/{gw.provider.value}/{gw.a_token}"
+    return {
+        "explicit": f"/api/webhooks/{gw.provider.value}",
+        "per event": f"/api/webhooks/{gw.provider.value}/messages-upsert",
+        "generic": "/api/webhooks/whatsapp",
+        "own URL": own,
+        "own URL per event": f"{own}/messages-upsert",
+    }
+
+
 async def _webhook_matrix(world: World) -> None:
     async with httpx.AsyncClient(base_url=world.base, timeout=WAIT_SECS) as http:
         for gw in world.gateways:
-            urls = {
-                "explicit": f"/api/webhooks/{gw.provider.value}",
-                "per event": f"/api/webhooks/{gw.provider.value}/messages-upsert",
-                "generic": "/api/webhooks/whatsapp",
-            }
             secrets = {"no credentials": None, "wrong secret": "not-the-secret"}
             secrets["tenant B's secret"] = gw.b_secret
-            for url_name, url in urls.items():
+            for url_name, url in _webhook_urls(gw).items():
                 generic_sandbox = url_name == "generic" and gw.provider == ProviderName.SANDBOX
                 wanted = NOT_A_GATEWAY_SHAPE if generic_sandbox else UNAUTHORIZED
                 for secret_name, secret in secrets.items():
                     delivery = _delivery(gw.provider, gw.a_name, secret, world.intruder_text)
                     where = f"webhook {gw.provider.value} {url_name} [{secret_name}]"
                     await _post_webhook(world, http, where, url, delivery, wanted)
+            await _unknown_like_known(world, http, gw)
+            await _a_name_on_b_own_url(world, http, gw)
         await _mixed_cloud_delivery(world, http)
         await _evolution_v1_body_key(world, http)
         await _cloud_handshake(world, http)
     world.exercised |= WEBHOOK_ROUTES
+
+
+async def _unknown_like_known(world: World, http: httpx.AsyncClient, gw: Gateway) -> None:
+    """A's name (or token) with B's secret answers byte for byte what a name (or token) that
+    exists nowhere answers: webhooks can not be used to learn which sessions exist."""
+    nobody = f"{gw.a_name[:-4]}{uuid.uuid4().int % 10**4:04d}"
+    urls = _webhook_urls(gw)
+    pairs = [
+        (urls["explicit"], gw.a_name, urls["explicit"], nobody),
+        (urls["own URL"], gw.a_name, f"/api/webhooks/{gw.provider.value}/wh_{_tag()}", gw.a_name),
+    ]
+    for known_url, known_name, unknown_url, unknown_name in pairs:
+        answers = []
+        for url, name in ((known_url, known_name), (unknown_url, unknown_name)):
+            raw, headers = _delivery(gw.provider, name, gw.b_secret, world.intruder_text)
+            answers.append(await http.post(url, content=raw, headers=headers))
+            world.findings.tried["webhook"] += 1
+        known, unknown = answers
+        if (known.status_code, known.content) != (unknown.status_code, unknown.content):
+            detail = f"{known.status_code} {known.text} vs {unknown.status_code} {unknown.text}"
+            world.findings.add("existence", f"webhook {gw.provider.value} {known_url}", detail)
+
+
+async def _a_name_on_b_own_url(world: World, http: httpx.AsyncClient, gw: Gateway) -> None:
+    """B's own URL and B's own secret, with a body about A's session: nothing reaches A (the
+    intruder-message count at the end would show it), and the answer says nothing of A."""
+    raw, headers = _delivery(gw.provider, gw.a_name, gw.b_secret, world.intruder_text)
+    answer = await http.post(
+        f"/api/webhooks/{gw.provider.value}/{gw.b_token}", content=raw, headers=headers
+    )
+    where = f"webhook {gw.provider.value} B's own URL [A's session in the body]"
+    world.findings.tried["webhook"] += 1
+    if answer.status_code != 200 or answer.json().get("stored") != 0:
+        world.findings.add(_verdict(answer), where, f"{answer.status_code} {answer.text[:200]}")
+    world.leak_scan(where, answer_text(answer), raw.decode())
 
 
 async def _mixed_cloud_delivery(world: World, http: httpx.AsyncClient) -> None:
@@ -813,15 +876,27 @@ async def _evolution_v1_body_key(world: World, http: httpx.AsyncClient) -> None:
 
 
 async def _cloud_handshake(world: World, http: httpx.AsyncClient) -> None:
-    for name, token in (("no token", None), ("wrong token", "not-a-verify-token")):
-        params = {"hub.mode": "subscribe", "hub.challenge": "c-123"}
-        if token is not None:
-            params["hub.verify_token"] = token
-        answer = await http.get("/api/webhooks/cloud", params=params)
-        world.findings.tried["webhook"] += 1
-        problem = refusal_problem(answer, {401}, "UNAUTHORIZED")
-        if problem is not None:
-            world.findings.add(_verdict(answer), f"webhook cloud GET [{name}]", problem)
+    gw = next(g for g in world.gateways if g.provider == ProviderName.CLOUD)
+    b_row = await sessions_svc.find_by_token(world.b.server.ctx, "cloud", gw.b_token)
+    assert b_row is not None
+    tokens = [("no token", None), ("wrong token", "not-a-verify-token")]
+    own_url = [*tokens, ("tenant B's verify token", str(b_row.options["verify_token"]))]
+    unknown = f"/api/webhooks/cloud/wh_{_tag()}"
+    for url, cases in (
+        ("/api/webhooks/cloud", tokens),
+        (f"/api/webhooks/cloud/{gw.a_token}", own_url),
+        (unknown, own_url),
+    ):
+        for name, token in cases:
+            params = {"hub.mode": "subscribe", "hub.challenge": "c-123"}
+            if token is not None:
+                params["hub.verify_token"] = token
+            answer = await http.get(url, params=params)
+            world.findings.tried["webhook"] += 1
+            problem = refusal_problem(answer, {401}, "UNAUTHORIZED")
+            if problem is not None:
+                world.findings.add(_verdict(answer), f"webhook cloud GET {url} [{name}]", problem)
+            world.leak_scan(f"webhook cloud GET [{name}]", answer_text(answer), url)
 
 
 async def _intruder_messages(world: World) -> int:

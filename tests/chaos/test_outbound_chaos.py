@@ -86,7 +86,7 @@ def provision(env: dict[str, str], gateway_url: str) -> tuple[str, str]:
     user = cli(
         env,
         *("create-user", "--tenant", tenant["id"], "--email", "out@t.test"),
-        *("--password", "chaos-password", "--role", "admin"),
+        *("--password", "tempestade-de-envios", "--role", "admin"),
     )
     cli(
         env,

@@ -133,7 +133,7 @@ async def test_ten_thousand_webhooks_survive_two_sigkills(tmp_path: Path) -> Non
         "--email",
         "chaos@t.test",
         "--password",
-        "caos-resistente-2026",
+        "tempestade-de-webhooks",
         "--role",
         "admin",
     )

@@ -178,7 +178,7 @@ class FakeWaha(FakeGateway):
     def envelope(self, event: str, payload: Any, session: str | None = None) -> dict[str, Any]:
         return {
             "id": f"evt_01hx{next(_ids):020x}",
-            "timestamp": 1741249702485,
+            "timestamp": int(time.time() * 1000),  # signed: Atende checks its window
             "event": event,
             "session": session or self.session,
             "metadata": {},

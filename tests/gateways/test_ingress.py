@@ -1,4 +1,5 @@
-"""Webhook answers for each gateway: 401 bad credentials, 400 malformed, 404 unknown session,
+"""Webhook answers for each gateway: 401 bad credentials or unknown session (one answer, so
+that names can not be probed), 400 malformed, 404 unknown provider,
 200-and-ignore for events we do not handle, forward-only statuses, Meta's handshake, and
 inbound media served to agents through Atende."""
 
@@ -64,11 +65,18 @@ async def test_malformed_bodies_are_400_and_store_nothing(case: Case) -> None:
     assert await case.stored() == []
 
 
-async def test_unknown_session_is_404(case: Case) -> None:
-    for url in (case.webhook_url, case.generic_url):
-        answer = await case.deliver(case.unknown_session("para ninguém"), url=url)
-        assert answer.status_code == 404, answer.text
-        assert answer.json()["error_code"] == "NOT_FOUND"
+async def test_unknown_session_answers_as_wrong_credentials(case: Case) -> None:
+    """An unknown name and a known name with the wrong key get the very same answer."""
+    unknown = [
+        await case.deliver(case.unknown_session("para ninguém"), url=url)
+        for url in (case.webhook_url, case.generic_url)
+    ]
+    case.break_webhook_auth()
+    wrong = await case.deliver(case.inbound_text("impostor"))
+    for answer in unknown:
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error_code"] == "UNAUTHORIZED"
+        assert answer.content == wrong.content
     assert await case.stored() == []
 
 

@@ -52,13 +52,21 @@ class TokensOut(BaseModel):
     token_type: str = "bearer"
     expires_in: int
     user: dict[str, Any]
+    features: dict[str, bool] = Field(default_factory=dict)
+
+
+def features(ctx: AppContext, user: dict[str, Any]) -> dict[str, bool]:
+    """What this server offers this user, so a client shows only what will work for it."""
+    return {"sandbox": ctx.settings.sandbox_on and user.get("role") == "admin"}
 
 
 def _answer(ctx: AppContext, issued: login.Issued, holder: Holder, response: Response) -> TokensOut:
+    user = user_public(issued.user)
     body = TokensOut(
         access_token=issued.access_token,
         expires_in=issued.expires_in,
-        user=user_public(issued.user),
+        user=user,
+        features=features(ctx, user),
     )
     if holder == "body":
         body.refresh_token = issued.refresh_token
@@ -150,5 +158,6 @@ async def change_password(
 
 @router.get("/me")
 async def me(principal: CurrentPrincipal, ctx: CtxDep) -> dict[str, Any]:
-    """The logged-in user."""
-    return user_public(await accounts.get_user(ctx, principal.user_id))
+    """The logged-in user, and the features it may use (`features.sandbox`: the simulator)."""
+    user = user_public(await accounts.get_user(ctx, principal.user_id))
+    return {**user, "features": features(ctx, user)}

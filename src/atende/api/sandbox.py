@@ -1,5 +1,9 @@
 """The customer simulator: play a customer writing to one of the tenant's sandbox sessions.
 
+Administrators only, and only while the sandbox is on (`Settings.sandbox_on`; otherwise these
+routes are not mounted at all): a simulated customer message is indistinguishable from a real
+one in the inbox, so an agent must not be able to make one up.
+
 The message takes the same path a gateway's webhook does (parse → dedupe → store → events), so
 what the inbox shows is exactly what a real customer's message would produce.
 """
@@ -15,7 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from atende import webhooks
-from atende.api.deps import CtxDep, CurrentPrincipal
+from atende.api.deps import AdminPrincipal, CtxDep
 from atende.context import AppContext
 from atende.db.models import Message, WhatsAppSession
 from atende.errors import InvalidInput, NotFound
@@ -62,14 +66,14 @@ async def _pick_session(
 
 
 @router.get("/sessions")
-async def list_sandbox_sessions(principal: CurrentPrincipal, ctx: CtxDep) -> list[dict[str, Any]]:
+async def list_sandbox_sessions(principal: AdminPrincipal, ctx: CtxDep) -> list[dict[str, Any]]:
     """The caller's tenant's sandbox sessions (the simulator's phone lines)."""
     return [_sandbox_public(r) for r in await _sandbox_sessions(ctx, principal.tenant_id)]
 
 
 @router.post("/messages")
 async def simulate_customer_message(
-    body: SandboxMessageIn, principal: CurrentPrincipal, ctx: CtxDep
+    body: SandboxMessageIn, principal: AdminPrincipal, ctx: CtxDep
 ) -> dict[str, Any]:
     """Play a customer's text message into a sandbox session, as its webhook would bring it."""
     row = await _pick_session(ctx, principal.tenant_id, body.session_id)
@@ -84,7 +88,8 @@ async def simulate_customer_message(
         }
     )
     headers = {"x-webhook-secret": row.webhook_secret or ""}
-    outcome = await webhooks.handle(ctx, ctx.provider(ProviderName.SANDBOX.value), raw, headers)
+    sandbox = ctx.provider(ProviderName.SANDBOX.value)
+    outcome = await webhooks.handle(ctx, sandbox, raw, headers, token=row.webhook_token)
     conversation_id = await _conversation_of(ctx, row.id, provider_message_id)
     return {
         "ok": True,

@@ -13,7 +13,7 @@ from atende.services import chat as chat_svc
 from atende.services import connection as connection_svc
 from atende.services import sessions as sessions_svc
 from atende.services.messages import OutboundRequest
-from atende.services.render import session_public
+from atende.services.render import session_admin, session_public
 from atende.types import ProviderName
 
 router = APIRouter(tags=["whatsapp sessions"])
@@ -40,8 +40,8 @@ class SendIn(BaseModel):
     session_id: uuid.UUID | None = None  # only for a conversation without a WhatsApp number yet
 
 
-def _status_body(row: Any) -> dict[str, Any]:
-    public = session_public(row)
+def _status_body(row: Any, public: dict[str, Any] | None = None) -> dict[str, Any]:
+    public = public or session_public(row)
     return {
         "success": True,
         "connected": public["connected"],
@@ -57,7 +57,8 @@ async def connect(body: ConnectIn, principal: AdminPrincipal, ctx: CtxDep) -> di
     if body.tenant_id is not None:
         same_tenant(principal, body.tenant_id)
     row = await connection_svc.owned_session(ctx, principal, body.session_id)
-    return _status_body(await connection_svc.connect(ctx, principal, row))
+    row = await connection_svc.connect(ctx, principal, row)
+    return _status_body(row, session_admin(row, ctx.settings.public_url))
 
 
 @router.get("/api/whatsapp/status/{tenant_id}")
@@ -75,7 +76,8 @@ async def disconnect(
     """Log the tenant's WhatsApp out of the gateway."""
     same_tenant(principal, tenant_id)
     row = await connection_svc.owned_session(ctx, principal, None)
-    return _status_body(await connection_svc.disconnect(ctx, principal, row))
+    row = await connection_svc.disconnect(ctx, principal, row)
+    return _status_body(row, session_admin(row, ctx.settings.public_url))
 
 
 @router.post("/api/conversations/{conversation_id}/send-message")
@@ -92,8 +94,9 @@ async def send_message(
 
 @router.get("/api/v1/whatsapp/sessions")
 async def list_sessions(principal: AdminPrincipal, ctx: CtxDep) -> list[dict[str, Any]]:
-    """The tenant's WhatsApp sessions (never their keys)."""
-    return [session_public(r) for r in await sessions_svc.list_for_tenant(ctx, principal.tenant_id)]
+    """The tenant's WhatsApp sessions with their webhook URLs (never their keys)."""
+    rows = await sessions_svc.list_for_tenant(ctx, principal.tenant_id)
+    return [session_admin(r, ctx.settings.public_url) for r in rows]
 
 
 @router.post("/api/v1/whatsapp/sessions", status_code=201)
@@ -109,7 +112,7 @@ async def create_session(body: SessionIn, principal: AdminPrincipal, ctx: CtxDep
         webhook_secret=body.webhook_secret,
         options=dict(body.options),
     )
-    created = session_public(row)
+    created = session_admin(row, ctx.settings.public_url)
     if not body.webhook_secret:
         # Shown once, here: the admin needs it to point a gateway at us by hand.
         created["webhook_secret"] = row.webhook_secret
@@ -122,7 +125,8 @@ async def connect_one(
 ) -> dict[str, Any]:
     """Start this session at its gateway; answers with the QR (or connected)."""
     row = await connection_svc.owned_session(ctx, principal, session_id)
-    return session_public(await connection_svc.connect(ctx, principal, row))
+    row = await connection_svc.connect(ctx, principal, row)
+    return session_admin(row, ctx.settings.public_url)
 
 
 @router.post("/api/v1/whatsapp/sessions/{session_id}/disconnect")
@@ -131,4 +135,5 @@ async def disconnect_one(
 ) -> dict[str, Any]:
     """Log this session out."""
     row = await connection_svc.owned_session(ctx, principal, session_id)
-    return session_public(await connection_svc.disconnect(ctx, principal, row))
+    row = await connection_svc.disconnect(ctx, principal, row)
+    return session_admin(row, ctx.settings.public_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -13,23 +14,30 @@ from atende.db.engine import make_engine
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, secret_key: str | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = connection
+    # Data migrations that encrypt or decrypt stored secrets (0003) need the master key.
+    cfg.attributes["secret_key"] = secret_key
     return cfg
 
 
-def _upgrade(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+async def upgrade(url: str, secret_key: str | None = None, revision: str = "head") -> None:
+    """Bring the database at `url` to the latest schema (`secret_key`: ATENDE_SECRET_KEY,
+    needed once there are stored secrets to encrypt)."""
+    await _run(url, lambda c: command.upgrade(alembic_config(c, secret_key), revision))
 
 
-async def upgrade(url: str) -> None:
-    """Bring the database at `url` to the latest schema."""
+async def downgrade(url: str, revision: str, secret_key: str | None = None) -> None:
+    await _run(url, lambda c: command.downgrade(alembic_config(c, secret_key), revision))
+
+
+async def _run(url: str, work: Callable[[Connection], None]) -> None:
     engine = make_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(work)
     finally:
         await engine.dispose()
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from atende.db.types import UTCDateTime, utcnow
+from atende.vault import EncryptedText
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -111,10 +112,13 @@ class WhatsAppSession(Base):
     name: Mapped[str] = mapped_column(String(200))  # unique per tenant, not across tenants
     # Unguessable: `/api/webhooks/{provider}/{webhook_token}` finds this session directly.
     webhook_token: Mapped[str] = mapped_column(String(64), default=new_webhook_token)
-    # Gateway URL, key and webhook secret are stored encrypted (see atende.vault).
-    base_url: Mapped[str | None] = mapped_column(Text)
-    api_key: Mapped[str | None] = mapped_column(Text)
-    webhook_secret: Mapped[str | None] = mapped_column(Text)
+    # Gateway URL (it may carry user:password@), key and webhook secret are stored encrypted
+    # with a key derived from ATENDE_SECRET_KEY (see atende.vault); the ORM sees plaintext.
+    base_url: Mapped[str | None] = mapped_column(EncryptedText("whatsapp_sessions.base_url"))
+    api_key: Mapped[str | None] = mapped_column(EncryptedText("whatsapp_sessions.api_key"))
+    webhook_secret: Mapped[str | None] = mapped_column(
+        EncryptedText("whatsapp_sessions.webhook_secret")
+    )
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default="disconnected")
     qr: Mapped[str | None] = mapped_column(Text)

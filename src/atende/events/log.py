@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atende.db.models import Event as EventRow
-from atende.db.models import Tenant
+from atende.db.models import Tenant, WebhookEvent
 from atende.db.types import utcnow
 from atende.events.model import Event
 
@@ -99,5 +99,7 @@ async def prune(session: AsyncSession, older_than: timedelta) -> int:
             .where(Tenant.id == tenant_id, Tenant.events_pruned_through < max_id)
             .values(events_pruned_through=max_id)
         )
+    # Provider event ids are kept as long as events: far past any signed-timestamp window.
+    await session.execute(delete(WebhookEvent).where(WebhookEvent.created_at < cutoff))
     result = await session.execute(delete(EventRow).where(EventRow.created_at < cutoff))
     return int(getattr(result, "rowcount", 0) or 0)

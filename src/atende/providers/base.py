@@ -69,6 +69,7 @@ class SessionConfig:
     api_key: str | None = None  # gateway key / Cloud access token; never logged
     webhook_secret: str | None = None  # HMAC key, Cloud app secret, or expected webhook API key
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"evolution_version": "v1"}
+    session_id: str | None = None  # Atende's id of the session; opaque to providers
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ class ConnectionUpdate:
     qr: str | None = None  # a data URL (data:image/png;base64,...) when known
     error: str | None = None
     phone: str | None = None
+    # Replay protection for state changes: the provider's id of this event (applied once),
+    # and the time its signature covers (refused outside the window). None when not sent.
+    event_id: str | None = None
+    signed_at: datetime | None = None
 
 
 WebhookItem = InboundMessage | StatusUpdate | ConnectionUpdate

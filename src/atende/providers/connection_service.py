@@ -250,5 +250,6 @@ def _connection(session: str, body: dict[str, Any]) -> list[WebhookItem]:
             qr=opt_str(body, "qr"),
             error=opt_str(body, "error"),
             phone=opt_str(body, "phone"),
+            event_id=opt_str(body, "id"),  # optional: a redelivered event is applied once
         )
     ]

@@ -102,17 +102,18 @@ class SandboxProvider:
         self, client: httpx.AsyncClient, session: SessionConfig, message: OutboundMessage
     ) -> SendResult:
         wamid = f"sbx-{uuid.uuid4().hex}"
-        task = asyncio.create_task(self._play_acks(session.name, wamid))
+        task = asyncio.create_task(self._play_acks(session.session_id or "", wamid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return SendResult(provider_message_id=wamid, jid=f"{message.phone}@s.whatsapp.net")
 
-    async def _play_acks(self, session_name: str, wamid: str) -> None:
+    async def _play_acks(self, session_id: str, wamid: str) -> None:
         # The simulated phone: delivered, then read, as a real one acks after a moment.
+        # (By session id, not name: names are unique per tenant only.)
         await asyncio.sleep(self._delivered_after)
-        await self._ack_sink(session_name, wamid, MessageStatus.DELIVERED)
+        await self._ack_sink(session_id, wamid, MessageStatus.DELIVERED)
         await asyncio.sleep(max(0.0, self._read_after - self._delivered_after))
-        await self._ack_sink(session_name, wamid, MessageStatus.READ)
+        await self._ack_sink(session_id, wamid, MessageStatus.READ)
 
     async def check_number(
         self, client: httpx.AsyncClient, session: SessionConfig, phone: str

@@ -230,4 +230,15 @@ def _session_status(session: str, body: dict[str, Any]) -> list[WebhookItem]:
     me = sub(body, "me")
     phone = phone_of(opt_str(me, "id")) if state == SessionState.CONNECTED else None
     # The QR is not in the webhook: whoever shows it calls connect() to fetch it.
-    return [ConnectionUpdate(session, state, error=error, phone=phone)]
+    # The envelope's `id` and `timestamp` (ms) are inside the HMAC-signed body, unlike the
+    # X-Webhook-Timestamp header, which a replayer could set to anything.
+    return [
+        ConnectionUpdate(
+            session,
+            state,
+            error=error,
+            phone=phone,
+            event_id=opt_str(body, "id"),
+            signed_at=to_datetime(body.get("timestamp")),
+        )
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from atende.db.models import Contact, Conversation, Message, User, WhatsAppSession
 from atende.errors import utc_iso
@@ -102,20 +103,44 @@ def user_public(user: User) -> dict[str, Any]:
     }
 
 
+def without_userinfo(url: str | None) -> str | None:
+    """`url` without any `user:password@`: gateway credentials never leave the server."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def webhook_path(session: WhatsAppSession) -> str:
+    """The session's own webhook URL path: its unguessable token finds it, whatever its name."""
+    return f"/api/webhooks/{session.provider}/{session.webhook_token}"
+
+
 def session_public(session: WhatsAppSession) -> dict[str, Any]:
-    """Never includes the gateway key or webhook secret: those stay on the server."""
+    """What anyone of the tenant may see: never the gateway's address, key or webhook secret."""
     return {
         "id": str(session.id),
         "tenant_id": str(session.tenant_id),
         "provider": session.provider,
         "name": session.name,
-        "base_url": session.base_url,
         "state": session.state,
         "connected": session.state == "connected",
         "qr": session.qr,
         "last_error": session.last_error,
         "phone": session.phone,
+        "updated_at": utc_iso(session.updated_at),
+    }
+
+
+def session_admin(session: WhatsAppSession, public_url: str) -> dict[str, Any]:
+    """An admin's view: also where the gateway is (without credentials) and the URL to give it
+    for webhooks. Keys and secrets are still never shown (only whether they are set)."""
+    return {
+        **session_public(session),
+        "base_url": without_userinfo(session.base_url),
+        "webhook_url": public_url.rstrip("/") + webhook_path(session),
         "has_api_key": bool(session.api_key),
         "has_webhook_secret": bool(session.webhook_secret),
-        "updated_at": utc_iso(session.updated_at),
     }

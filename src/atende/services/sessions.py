@@ -5,27 +5,38 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from atende.config import Settings
 from atende.context import AppContext
-from atende.db.models import Tenant, WhatsAppSession
+from atende.db.models import Tenant, WebhookEvent, WhatsAppSession
 from atende.db.types import utcnow
-from atende.errors import AmbiguousSession, Conflict, InvalidInput, NotFound, WhatsAppDisconnected
+from atende.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SessionAmbiguous,
+    WhatsAppDisconnected,
+)
 from atende.events.model import EventType
 from atende.providers.base import SessionConfig
+from atende.services.render import webhook_path
 from atende.services.tx import TenantTx, run_tenant_tx
 from atende.types import ProviderName, SessionState
+
+
+def webhook_url(settings: Settings, row: WhatsAppSession) -> str:
+    return settings.public_url.rstrip("/") + webhook_path(row)
 
 
 def config_of(row: WhatsAppSession, ctx: AppContext | None = None) -> SessionConfig:
     options: dict[str, Any] = dict(row.options or {})
     if ctx is not None:
-        options.setdefault(
-            "webhook_url", f"{ctx.settings.public_url.rstrip('/')}/api/webhooks/{row.provider}"
-        )
+        options.setdefault("webhook_url", webhook_url(ctx.settings, row))
     return SessionConfig(
         provider=ProviderName(row.provider),
         name=row.name,
@@ -33,6 +44,7 @@ def config_of(row: WhatsAppSession, ctx: AppContext | None = None) -> SessionCon
         api_key=row.api_key,
         webhook_secret=row.webhook_secret,
         options=options,
+        session_id=str(row.id),
     )
 
 
@@ -75,10 +87,24 @@ async def create_session(
             session.add(row)
     except IntegrityError as exc:
         raise Conflict(f"A {provider.value} session named {name!r} already exists") from exc
+    ctx.session_cache.pop((provider.value, name), None)
     return row
 
 
 SESSION_CACHE_SECS = 5.0
+SESSION_CACHE_MAX = 10_000  # misses are cached too: strangers' made-up names must not pile up
+
+
+async def check_secret_key(ctx: AppContext) -> None:
+    """Open one stored secret, so that a wrong ATENDE_SECRET_KEY stops the start with a clear
+    SecretKeyMismatch instead of failing every gateway call later."""
+    async with ctx.reader() as session:
+        stmt = (
+            select(WhatsAppSession.webhook_secret)
+            .where(WhatsAppSession.webhook_secret.is_not(None))
+            .limit(1)
+        )
+        await session.execute(stmt)
 
 
 def _new_webhook_secret(provider: ProviderName) -> str:
@@ -92,33 +118,90 @@ def _new_webhook_secret(provider: ProviderName) -> str:
     return secrets.token_urlsafe(24)
 
 
-async def find_by_name(ctx: AppContext, provider: str, name: str) -> WhatsAppSession | None:
+async def find_all_by_name(ctx: AppContext, provider: str, name: str) -> list[WhatsAppSession]:
+    """Every tenant's session of `provider` called `name` (names are unique per tenant only)."""
     async with ctx.reader() as session:
         stmt = select(WhatsAppSession).where(
             WhatsAppSession.provider == provider, WhatsAppSession.name == name
         )
-        rows = (await session.execute(stmt.limit(2))).scalars().all()
-    if len(rows) > 1:
-        raise AmbiguousSession(
-            "More than one session has this name; use the session's own webhook URL"
+        return list((await session.execute(stmt)).scalars())
+
+
+async def find_by_name(ctx: AppContext, provider: str, name: str) -> WhatsAppSession | None:
+    """The one session of `provider` called `name`; SessionAmbiguous when tenants share it."""
+    found = await find_all_by_name(ctx, provider, name)
+    if len(found) > 1:
+        raise SessionAmbiguous(
+            f"More than one {provider} session is named {name[:100]!r}: use its session id "
+            "or its own webhook URL"
         )
-    return rows[0] if rows else None
+    return found[0] if found else None
 
 
-async def find_for_webhook(ctx: AppContext, provider: str, name: str) -> WhatsAppSession | None:
-    """`find_by_name` behind a short per-instance cache: every webhook needs its session, and a
+async def find_in_tenant(
+    ctx: AppContext, tenant_id: uuid.UUID, provider: str, name: str
+) -> WhatsAppSession | None:
+    async with ctx.reader() as session:
+        stmt = select(WhatsAppSession).where(
+            WhatsAppSession.tenant_id == tenant_id,
+            WhatsAppSession.provider == provider,
+            WhatsAppSession.name == name,
+        )
+        return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_by_token(ctx: AppContext, provider: str, token: str) -> WhatsAppSession | None:
+    async with ctx.reader() as session:
+        stmt = select(WhatsAppSession).where(
+            WhatsAppSession.provider == provider, WhatsAppSession.webhook_token == token
+        )
+        return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _cached(
+    ctx: AppContext,
+    key: tuple[str, str],
+    load: Callable[[], Awaitable[list[WhatsAppSession]]],
+) -> list[WhatsAppSession]:
+    """A short per-instance cache for webhook lookups: every webhook needs its session, and a
     session's identity and credentials never change after creation (only its connection state
     does, which webhook handling does not read), so a few seconds of reuse is safe and saves a
-    database round trip per webhook. Unknown names are not cached."""
-    key = (provider, name)
+    database round trip per webhook. Misses are cached too: otherwise an unknown name would
+    answer a database round trip slower than a busy known one, and timing would tell them apart.
+    (`create_session` forgets this instance's miss for its name at once.)"""
     now = time.monotonic()
     hit = ctx.session_cache.get(key)
     if hit is not None and now - hit[0] < SESSION_CACHE_SECS:
         return hit[1]
-    row = await find_by_name(ctx, provider, name)
-    if row is not None:
-        ctx.session_cache[key] = (now, row)
-    return row
+    rows = await load()
+    if len(ctx.session_cache) >= SESSION_CACHE_MAX:
+        _evict(ctx.session_cache, now)
+    ctx.session_cache[key] = (now, rows)
+    return rows
+
+
+def _evict(cache: dict[tuple[str, str], tuple[float, list[WhatsAppSession]]], now: float) -> None:
+    for key in [k for k, (at, _) in cache.items() if now - at >= SESSION_CACHE_SECS]:
+        del cache[key]
+    if len(cache) >= SESSION_CACHE_MAX:  # all fresh: a flood; start over rather than grow
+        cache.clear()
+
+
+async def candidates_for_webhook(
+    ctx: AppContext, provider: str, name: str
+) -> list[WhatsAppSession]:
+    """The sessions a name-addressed webhook may be for; its credentials pick one."""
+    return await _cached(ctx, (provider, name), lambda: find_all_by_name(ctx, provider, name))
+
+
+async def find_for_token(ctx: AppContext, provider: str, token: str) -> WhatsAppSession | None:
+    async def load() -> list[WhatsAppSession]:
+        row = await find_by_token(ctx, provider, token)
+        return [] if row is None else [row]
+
+    # Its own key space ("<provider>#token"), apart from names: no name can alias a token.
+    rows = await _cached(ctx, (f"{provider}#token", token), load)
+    return rows[0] if rows else None
 
 
 async def list_for_tenant(ctx: AppContext, tenant_id: uuid.UUID) -> list[WhatsAppSession]:
@@ -170,12 +253,31 @@ async def set_state(
     phone: str | None = None,
 ) -> WhatsAppSession:
     """Record a connection change and tell every agent (`connection_status`)."""
+    row = await apply_state(ctx, session_id, state=state, qr=qr, error=error, phone=phone)
+    assert row is not None  # only an event id can make it a duplicate
+    return row
+
+
+async def apply_state(
+    ctx: AppContext,
+    session_id: uuid.UUID,
+    *,
+    state: SessionState,
+    qr: str | None = None,
+    error: str | None = None,
+    phone: str | None = None,
+    event_id: str | None = None,
+) -> WhatsAppSession | None:
+    """`set_state`, once per provider event id: None when that event was applied before (a
+    replayed `session.status STOPPED` must not disconnect a session that came back since)."""
     async with ctx.reader() as session:
         row0 = await session.get(WhatsAppSession, session_id)
     if row0 is None:
         raise NotFound("Session not found")
 
-    async def work(tx: TenantTx) -> WhatsAppSession:
+    async def work(tx: TenantTx) -> WhatsAppSession | None:
+        if event_id is not None and not await _first_sight(tx, session_id, event_id):
+            return None
         row = await tx.session.get(WhatsAppSession, session_id)
         assert row is not None
         changed = (row.state, row.qr, row.last_error) != (state.value, qr, error)
@@ -189,4 +291,14 @@ async def set_state(
             await tx.emit(EventType.CONNECTION_STATUS, connection_payload(row))
         return row
 
+    # Two deliveries of one event at once: the loser's insert fails, its retry sees the id.
     return await run_tenant_tx(ctx, row0.tenant_id, work)
+
+
+async def _first_sight(tx: TenantTx, session_id: uuid.UUID, event_id: str) -> bool:
+    event_id = event_id[:200]
+    if await tx.session.get(WebhookEvent, (session_id, event_id)) is not None:
+        return False
+    tx.session.add(WebhookEvent(session_id=session_id, event_id=event_id))
+    await tx.session.flush()
+    return True

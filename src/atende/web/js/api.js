@@ -28,7 +28,7 @@ try {
 
 function store(tokens) {
   auth = tokens
-    ? { access_token: tokens.access_token, user: tokens.user, expires_at: Date.now() + (tokens.expires_in ?? 3600) * 1000 }
+    ? { access_token: tokens.access_token, user: tokens.user, features: tokens.features || {}, expires_at: Date.now() + (tokens.expires_in ?? 3600) * 1000 }
     : null;
     for (const fn of authListeners) fn(auth);
 }
@@ -48,6 +48,8 @@ export function onAuthChange(fn) {
 export const currentUser = () => auth?.user ?? null;
 export const accessToken = () => auth?.access_token ?? null;
 export const isAdmin = () => auth?.user?.role === "admin";
+/** The customer simulator: the server says so (admins only, and only with the sandbox on). */
+export const simulatorOn = () => isAdmin() && auth?.features?.sandbox === true;
 
 export async function login(email, password) {
   store(await request("POST", "/api/v1/auth/login", { email, password, refresh_token_in: "cookie" }, { anonymous: true }));

@@ -1,6 +1,6 @@
 // The atendimento page: conversation list (left), chat (middle), contact panel (right).
 
-import { conversationPath, currentUser, get, isAdmin, listConversations, post } from "./api.js";
+import { conversationPath, currentUser, get, isAdmin, listConversations, post, simulatorOn } from "./api.js";
 import { createChat } from "./chat.js";
 import { avatar, clear, debounce, h } from "./dom.js";
 import { formatTime, t } from "./i18n.js";
@@ -45,9 +45,10 @@ export function mountInbox(view) {
   );
   const chatCol = h("section", { class: "col chat-col" });
   const panelCol = h("aside", { class: "col panel-col" });
-  const simulator = createSimulator({ floating: true });
+  // Only admins with the sandbox on: an agent must not be able to play a customer.
+  const simulator = simulatorOn() ? createSimulator({ floating: true }) : null;
   view.classList.add("inbox");
-  clear(view, listCol, chatCol, panelCol, simulator.element);
+  clear(view, listCol, chatCol, panelCol, simulator?.element);
 
   const panel = createPanel(panelCol, { onChange: (conv) => upsert(conv) });
   const chat = createChat(chatCol, {
@@ -237,7 +238,7 @@ export function mountInbox(view) {
     for (const off of offs) off();
     document.removeEventListener("visibilitychange", onVisible);
     chat.destroy();
-    simulator.destroy();
+    simulator?.destroy();
     setTitleCount(0);
   };
 }

@@ -1,6 +1,6 @@
 // The app shell: hash routes, the top bar, login and logout.
 
-import { currentUser, forget, isAdmin, login, logout, onAuthChange, resume } from "./api.js";
+import { currentUser, forget, isAdmin, login, logout, onAuthChange, resume, simulatorOn } from "./api.js";
 import { clear, h } from "./dom.js";
 import { getLang, t, toggleLang } from "./i18n.js";
 import { mountInbox } from "./inbox.js";
@@ -14,6 +14,7 @@ let unmount = null;
 
 function route() {
   const name = location.hash.replace(/^#\/?/, "") || "inbox";
+  if (name === "simulator" && !simulatorOn()) return "inbox";
   return name === "login" || name in ROUTES ? name : "inbox";
 }
 
@@ -87,7 +88,7 @@ function topBar(active) {
     "header",
     { class: "topbar" },
     h("div", { class: "brand" }, h("span", { class: "logo" }), t("app.name")),
-    h("nav", {}, link("inbox", t("nav.inbox")), isAdmin() && link("settings", t("nav.settings")), link("simulator", t("nav.simulator"))),
+    h("nav", {}, link("inbox", t("nav.inbox")), isAdmin() && link("settings", t("nav.settings")), simulatorOn() && link("simulator", t("nav.simulator"))),
     h("div", { class: "spacer" }),
     h("button", { class: "btn ghost small", testid: "lang-toggle", title: getLang(), onclick: () => { toggleLang(); render(); } }, t("nav.language")),
     h("span", { class: "user", testid: "current-user" }, user.name || user.email),
