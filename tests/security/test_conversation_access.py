@@ -158,3 +158,34 @@ async def test_an_agent_cannot_reopen_a_colleagues_closed_conversation(tenant: T
         assert answer.status_code == 403, answer.text
     [still] = await conversations_of(tenant, phone)
     assert (still["status"], still["assignee_id"]) == ("closed", str(colleague.id))
+
+
+async def test_the_reopen_button_reopens_unless_the_contact_has_a_newer_one(
+    tenant: Tenant,
+) -> None:
+    """The panel's "Reabrir" (status → active) follows the same rule as a send: the closed row
+    itself comes back when the contact has no open conversation; else 409, nothing changed."""
+    phone = phone_of(70000050)
+    await tenant.customer_says("olá", phone=phone)
+    [conv] = await conversations_of(tenant, phone)
+    await set_status(tenant, conv["id"], "closed")
+    async with tenant.chat_socket(tenant.agent_token) as socket:
+        await set_status(tenant, conv["id"], "active")
+        update = await socket.expect(
+            "conversation_updated", lambda f: f["conversation"]["id"] == conv["id"]
+        )
+    assert update["change"] == "reopened"
+    [reopened] = await conversations_of(tenant, phone)
+    assert (reopened["id"], reopened["status"]) == (conv["id"], "active")
+
+    first, current = await closed_and_current(tenant, phone_of(70000051))
+    async with tenant.http() as http:
+        answer = await http.post(
+            f"/api/v1/conversations/{first}/status",
+            json={"status": "active"},
+            headers=tenant.auth(),
+        )
+    assert (answer.status_code, answer.json()["error_code"]) == (409, "CONFLICT"), answer.text
+    assert current not in answer.text
+    states = {c["id"]: c["status"] for c in await conversations_of(tenant, phone_of(70000051))}
+    assert states[first] == "closed" and states[current] != "closed"

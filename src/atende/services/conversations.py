@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from atende.context import AppContext
 from atende.db.models import Contact, Conversation, Message, User, WhatsAppSession
 from atende.db.types import utcnow
-from atende.errors import Forbidden, InvalidInput, NotFound
+from atende.errors import Conflict, Forbidden, InvalidInput, NotFound
 from atende.events.model import EventType
 from atende.phone import variants
 from atende.services.auth import Principal
@@ -219,20 +219,35 @@ async def assign(
     return await run_tenant_tx(ctx, principal.tenant_id, work)
 
 
+async def open_of(tx: TenantTx, contact_id: uuid.UUID) -> Conversation | None:
+    """The contact's one conversation that is not closed, if any."""
+    stmt = select(Conversation).where(
+        Conversation.tenant_id == tx.tenant_id,
+        Conversation.contact_id == contact_id,
+        Conversation.status != ConversationStatus.CLOSED.value,
+    )
+    return (await tx.session.execute(stmt)).scalar_one_or_none()
+
+
 async def set_status(
     ctx: AppContext, principal: Principal, conversation_id: uuid.UUID, status: ConversationStatus
 ) -> dict[str, Any]:
     async def work(tx: TenantTx) -> dict[str, Any]:
         conv, contact = await load(tx, principal, conversation_id)
+        change = "status"
         if conv.status == ConversationStatus.CLOSED.value and status != ConversationStatus.CLOSED:
-            # Reopening could collide with a newer open conversation of the same contact.
-            raise InvalidInput("A closed conversation cannot be reopened; a new message opens one")
+            # A contact has at most one open conversation: a newer one wins, and is not named
+            # (the caller may not be allowed to see it).
+            if await open_of(tx, contact.id) is not None:
+                raise Conflict("This contact already has an open conversation; write there instead")
+            conv.closed_at = None
+            change = "reopened"
         conv.status = status.value
         conv.updated_at = utcnow()
         if status == ConversationStatus.CLOSED:
             conv.closed_at = utcnow()
             conv.unread_count = 0
-        await emit_updated(tx, conv, contact, "status")
+        await emit_updated(tx, conv, contact, change)
         return conversation_public(conv, contact)
 
     return await run_tenant_tx(ctx, principal.tenant_id, work)

@@ -66,7 +66,7 @@ async def resolve(tx: TenantTx, principal: Principal, destination: Destination) 
     if isinstance(destination, ToConversation):
         conv, contact = await conv_svc.load(tx, principal, destination.conversation_id)
         if conv.status == ConversationStatus.CLOSED.value:
-            current = await _open_of(tx, contact.id)
+            current = await conv_svc.open_of(tx, contact.id)
             if current is None:
                 _reopen(conv, principal.user_id)
                 reopened = True
@@ -77,7 +77,7 @@ async def resolve(tx: TenantTx, principal: Principal, destination: Destination) 
         contact, _ = await contacts_svc.get_or_create_contact(
             tx, phone=destination.phone, wa_jid=None, push_name=None
         )
-        found = await _open_of(tx, contact.id)
+        found = await conv_svc.open_of(tx, contact.id)
         if found is not None:
             _require_visible(principal, found)
             conv = found
@@ -104,15 +104,6 @@ def _reopen(conv: Conversation, sender_id: uuid.UUID | None) -> None:
     )
     conv.closed_at = None
     conv.updated_at = utcnow()
-
-
-async def _open_of(tx: TenantTx, contact_id: uuid.UUID) -> Conversation | None:
-    stmt = select(Conversation).where(
-        Conversation.tenant_id == tx.tenant_id,
-        Conversation.contact_id == contact_id,
-        Conversation.status != ConversationStatus.CLOSED.value,
-    )
-    return (await tx.session.execute(stmt)).scalar_one_or_none()
 
 
 async def _session_of(
