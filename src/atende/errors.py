@@ -2,6 +2,7 @@
 
 AtendeError (error_code, http_status, message, details)
  ├── InvalidInput            400 INVALID_INPUT
+ │    ├── InvalidBaseUrl     400 INVALID_BASE_URL (not http(s), or with a query or fragment)
  │    ├── InvalidPhoneNumber 400 INVALID_PHONE_NUMBER
  │    ├── MessageTooLong     400 MESSAGE_TOO_LONG
  │    ├── SessionRequired    400 SESSION_REQUIRED (which WhatsApp number? details.choices)
@@ -10,9 +11,11 @@ AtendeError (error_code, http_status, message, details)
  ├── Forbidden               403 FORBIDDEN
  ├── NotFound                404 NOT_FOUND
  ├── Conflict                409 CONFLICT
+ ├── MediaTooLarge           413 MEDIA_TOO_LARGE
  ├── RateLimitExceeded       429 RATE_LIMIT_EXCEEDED (retry_after)
  ├── MessageSendFailed       502 MESSAGE_SEND_FAILED
  ├── GatewayError            502 GATEWAY_ERROR
+ │    └── GatewayAddressNotAllowed 502 GATEWAY_ADDRESS_NOT_ALLOWED (see atende.netguard)
  └── WhatsAppDisconnected    503 WHATSAPP_DISCONNECTED
 """
 
@@ -77,6 +80,13 @@ class SessionMismatch(InvalidInput):
     error_code = "SESSION_MISMATCH"
 
 
+class InvalidBaseUrl(InvalidInput):
+    """A gateway base_url that is not plain http(s), or whose query or fragment would pick
+    the path the gateway routes are appended to."""
+
+    error_code = "INVALID_BASE_URL"
+
+
 class Unauthorized(AtendeError):
     error_code = "UNAUTHORIZED"
     http_status = 401
@@ -95,6 +105,13 @@ class NotFound(AtendeError):
 class Conflict(AtendeError):
     error_code = "CONFLICT"
     http_status = 409
+
+
+class MediaTooLarge(AtendeError):
+    """A media file larger than `settings.media_max_bytes`: not fetched, nothing kept."""
+
+    error_code = "MEDIA_TOO_LARGE"
+    http_status = 413
 
 
 class RateLimitExceeded(AtendeError):
@@ -131,3 +148,10 @@ class GatewayError(AtendeError):
 
     error_code = "GATEWAY_ERROR"
     http_status = 502
+
+
+class GatewayAddressNotAllowed(GatewayError):
+    """The gateway or media URL leads to an address Atende may not connect to, or a media URL is
+    not on the session's own gateway (see `atende.netguard` and ATENDE_GATEWAY_ALLOWED_NETWORKS)."""
+
+    error_code = "GATEWAY_ADDRESS_NOT_ALLOWED"

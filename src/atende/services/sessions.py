@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from atende import netguard
 from atende.context import AppContext
 from atende.db.models import Tenant, WhatsAppSession
 from atende.db.types import utcnow
-from atende.errors import Conflict, InvalidInput, NotFound, WhatsAppDisconnected
+from atende.errors import Conflict, InvalidBaseUrl, InvalidInput, NotFound, WhatsAppDisconnected
 from atende.events.model import EventType
 from atende.providers.base import SessionConfig
 from atende.services.tx import TenantTx, run_tenant_tx
@@ -54,6 +55,10 @@ async def create_session(
         raise InvalidInput(
             f"A {provider.value} session needs base_url", details={"field": "base_url"}
         )
+    if base_url:
+        problem = netguard.base_url_problem(base_url)
+        if problem is not None:
+            raise InvalidBaseUrl(problem, details={"field": "base_url"})
     webhook_secret = webhook_secret or _new_webhook_secret(provider)
     state = (
         SessionState.CONNECTED if provider == ProviderName.SANDBOX else SessionState.DISCONNECTED
