@@ -70,6 +70,16 @@ def base_url_problem(url: str) -> str | None:
     return None
 
 
+def path_segment_problem(value: str) -> str | None:
+    """Why `value` can not go into a gateway URL's path as one segment (a session name, an API
+    version), or None: it must not add segments, a query or a fragment of its own."""
+    if any(ch in value for ch in "/?#\\%") or any(not ch.isprintable() for ch in value):
+        return "must not contain '/', '?', '#', '\\', '%' or control characters"
+    if value in (".", ".."):
+        return "must not be '.' or '..'"
+    return None
+
+
 def is_public(ip: IPAddress) -> bool:
     """Whether `ip` is an ordinary internet address (no internal or special-purpose range)."""
     if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast:

@@ -292,6 +292,30 @@ async def test_base_url_cannot_pick_the_path(tenant: Tenant, trick: str) -> None
     assert all("internal" not in (s["base_url"] or "") for s in listed.json())
 
 
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [
+        ("options.graph_url", {"options": {"graph_url": "http://127.0.0.1:9/x?"}}),
+        ("options.api_version", {"options": {"api_version": "v1/../../admin"}}),
+        ("name", {"name": "x/../../admin?"}),
+    ],
+)
+async def test_nothing_else_picks_a_gateway_path(
+    tenant: Tenant, field: str, body: dict[str, Any]
+) -> None:
+    session = {
+        "provider": "cloud",
+        "name": f"1{uuid.uuid4().int % 10**12}",
+        "api_key": "EAAG",
+        "webhook_secret": "app-secret",
+        **body,
+    }
+    async with tenant.http() as http:
+        answer = await http.post("/api/v1/whatsapp/sessions", json=session, headers=tenant.auth())
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["details"]["field"] == field
+
+
 async def test_media_from_a_foreign_host_is_refused(tenant: Tenant) -> None:
     """The gateway is on loopback (allowed, as for a gateway on the same host); the webhook
     names a URL on another origin, also loopback: refused because it is not the gateway."""

@@ -29,6 +29,7 @@ from atende.providers.base import (
 )
 
 DEFAULT_TIMEOUT_SECS = 15.0  # a gateway slower than this is treated as down; the outbox retries
+MAX_TIMEOUT_SECS = 120.0  # a session's own `timeout_secs` option can not hold a caller longer
 REASON_MAX_CHARS = 300  # error bodies can be whole HTML pages; keep log lines readable
 TOTAL_TIMEOUT_FACTOR = 2  # a whole exchange may take this many per-read timeouts, no more
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def timeout_for(session: SessionConfig) -> float:
         secs = float(value)  # options set through the CLI or REST are strings
     except ValueError:
         return DEFAULT_TIMEOUT_SECS
-    return secs if secs > 0 else DEFAULT_TIMEOUT_SECS
+    return min(secs, MAX_TIMEOUT_SECS) if secs > 0 else DEFAULT_TIMEOUT_SECS
 
 
 def with_default_timeout(session: SessionConfig, secs: float) -> SessionConfig:

@@ -55,10 +55,7 @@ async def create_session(
         raise InvalidInput(
             f"A {provider.value} session needs base_url", details={"field": "base_url"}
         )
-    if base_url:
-        problem = netguard.base_url_problem(base_url)
-        if problem is not None:
-            raise InvalidBaseUrl(problem, details={"field": "base_url"})
+    _check_urls(name, base_url, options or {})
     webhook_secret = webhook_secret or _new_webhook_secret(provider)
     state = (
         SessionState.CONNECTED if provider == ProviderName.SANDBOX else SessionState.DISCONNECTED
@@ -84,6 +81,18 @@ async def create_session(
 
 
 SESSION_CACHE_SECS = 5.0
+
+
+def _check_urls(name: str, base_url: str | None, options: dict[str, Any]) -> None:
+    """What goes into gateway URLs must not pick their path (see netguard)."""
+    for field, url in (("base_url", base_url), ("options.graph_url", options.get("graph_url"))):
+        problem = netguard.base_url_problem(str(url)) if url else None
+        if problem is not None:
+            raise InvalidBaseUrl(problem, details={"field": field})
+    for field, value in (("name", name), ("options.api_version", options.get("api_version"))):
+        problem = netguard.path_segment_problem(str(value)) if value else None
+        if problem is not None:
+            raise InvalidInput(f"{field} {problem}", details={"field": field})
 
 
 def _new_webhook_secret(provider: ProviderName) -> str:
