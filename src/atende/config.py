@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     header_read_timeout_secs: float = 10.0
     max_header_bytes: int = 64 * 1024  # the request line and headers together
     media_max_bytes: int = 100 * MiB  # WhatsApp's own limit for documents
+    media_fetch_timeout_secs: float = 300.0  # a whole media download, however slow the gateway
     # Signed webhooks older than this are refused for state changes (session status).
     webhook_timestamp_window_secs: int = 300
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from atende import metrics, vault
+from atende import metrics, netguard, vault
 from atende.config import Settings
 from atende.db.engine import make_engine, make_reader, make_sessionmaker
 from atende.db.models import WhatsAppSession
@@ -120,7 +120,7 @@ def build_context(settings: Settings) -> AppContext:
         reader=reader,
         bus=bus,
         hub=hub,
-        http=httpx.AsyncClient(timeout=settings.gateway_timeout_secs),
+        http=netguard.client(settings),  # every gateway call and media fetch: see netguard
         passwords=Passwords(settings.password_hash_concurrency),
         login_throttle=LoginThrottle(settings),
         limiter=SendLimiter(settings),

@@ -2,6 +2,7 @@
 
 AtendeError (error_code, http_status, message, details)
  ├── InvalidInput            400 INVALID_INPUT
+ │    ├── InvalidBaseUrl     400 INVALID_BASE_URL (not http(s), or with a query or fragment)
  │    ├── InvalidPhoneNumber 400 INVALID_PHONE_NUMBER
  │    ├── MessageTooLong     400 MESSAGE_TOO_LONG
  │    ├── SessionRequired    400 SESSION_REQUIRED (which WhatsApp number? details.choices)
@@ -15,9 +16,11 @@ AtendeError (error_code, http_status, message, details)
  ├── PayloadTooLarge         413 PAYLOAD_TOO_LARGE (details.max_bytes)
  ├── HeadersTooLarge         431 HEADERS_TOO_LARGE (details.max_bytes)
  │    └── SessionAmbiguous   409 SESSION_AMBIGUOUS (a name several tenants use: use the token URL)
+ ├── MediaTooLarge           413 MEDIA_TOO_LARGE
  ├── RateLimitExceeded       429 RATE_LIMIT_EXCEEDED (retry_after)
  ├── MessageSendFailed       502 MESSAGE_SEND_FAILED
  ├── GatewayError            502 GATEWAY_ERROR
+ │    └── GatewayAddressNotAllowed 502 GATEWAY_ADDRESS_NOT_ALLOWED (see atende.netguard)
  └── WhatsAppDisconnected    503 WHATSAPP_DISCONNECTED
 """
 
@@ -82,6 +85,13 @@ class SessionMismatch(InvalidInput):
     error_code = "SESSION_MISMATCH"
 
 
+class InvalidBaseUrl(InvalidInput):
+    """A gateway base_url that is not plain http(s), or whose query or fragment would pick
+    the path the gateway routes are appended to."""
+
+    error_code = "INVALID_BASE_URL"
+
+
 class Unauthorized(AtendeError):
     error_code = "UNAUTHORIZED"
     http_status = 401
@@ -130,6 +140,13 @@ class HeadersTooLarge(AtendeError):
     http_status = 431
 
 
+class MediaTooLarge(AtendeError):
+    """A media file larger than `settings.media_max_bytes`: not fetched, nothing kept."""
+
+    error_code = "MEDIA_TOO_LARGE"
+    http_status = 413
+
+
 class RateLimitExceeded(AtendeError):
     error_code = "RATE_LIMIT_EXCEEDED"
     http_status = 429
@@ -164,3 +181,10 @@ class GatewayError(AtendeError):
 
     error_code = "GATEWAY_ERROR"
     http_status = 502
+
+
+class GatewayAddressNotAllowed(GatewayError):
+    """The gateway or media URL leads to an address Atende may not connect to, or a media URL is
+    not on the session's own gateway (see `atende.netguard` and ATENDE_GATEWAY_ALLOWED_NETWORKS)."""
+
+    error_code = "GATEWAY_ADDRESS_NOT_ALLOWED"

@@ -315,7 +315,7 @@ async def test_send_errors(cloud: FakeCloud, client: httpx.AsyncClient) -> None:
     cloud.set_unknown_numbers({"5511900000000"})
     with pytest.raises(GatewayRejected) as rejected:
         await provider.send(client, session(cloud), message)
-    assert "Recipient phone number not in allowed list" in rejected.value.reason
+    assert "Recipient phone number not in allowed list" in (rejected.value.detail or "")
     cloud.fail_next(1, status=500)
     with pytest.raises(GatewayUnavailable):
         await provider.send(client, session(cloud), message)
@@ -326,7 +326,7 @@ async def test_send_errors(cloud: FakeCloud, client: httpx.AsyncClient) -> None:
     with pytest.raises(GatewayRejected) as unauthorized:
         await provider.send(client, bad, message)
     assert unauthorized.value.status_code == 401
-    assert "Invalid OAuth access token" in unauthorized.value.reason
+    assert "Invalid OAuth access token" in (unauthorized.value.detail or "")
     assert "EAAG-secret" not in str(unauthorized.value)
 
 
@@ -350,7 +350,7 @@ async def test_connect_status_disconnect(cloud: FakeCloud, client: httpx.AsyncCl
 async def test_fetch_media(cloud: FakeCloud, client: httpx.AsyncClient) -> None:
     cloud.add_media("MEDIA1", b"OggS-voice", "audio/ogg")
     content = await provider.fetch_media(client, session(cloud), MediaRef(media_id="MEDIA1"))
-    assert (content.data, content.mimetype) == (b"OggS-voice", "audio/ogg")
+    assert (await content.read(), content.mimetype) == (b"OggS-voice", "audio/ogg")
     lookup, download = cloud.requests
     assert (lookup.path, download.path) == ("/v21.0/MEDIA1", "/media-download/MEDIA1")
     assert download.headers["authorization"] == f"Bearer {cloud.api_key}"

@@ -239,7 +239,7 @@ async def test_send_errors(svc: FakeConnectionService, client: httpx.AsyncClient
     svc.set_unknown_numbers({"5511900000000"})
     with pytest.raises(GatewayRejected) as rejected:
         await provider.send(client, session(svc), message)
-    assert "is not on WhatsApp" in rejected.value.reason
+    assert "is not on WhatsApp" in (rejected.value.detail or "")
     svc.fail_next(1, status=500)
     with pytest.raises(GatewayUnavailable):
         await provider.send(client, session(svc), message)
@@ -274,5 +274,5 @@ async def test_connect_status_disconnect(
 async def test_fetch_media(svc: FakeConnectionService, client: httpx.AsyncClient) -> None:
     url = svc.add_file("a.jpg", b"jpeg!", "image/jpeg")
     content = await provider.fetch_media(client, session(svc), MediaRef(url=url))
-    assert (content.data, content.mimetype) == (b"jpeg!", "image/jpeg")
+    assert (await content.read(), content.mimetype) == (b"jpeg!", "image/jpeg")
     assert svc.last().headers["x-api-key"] == svc.api_key

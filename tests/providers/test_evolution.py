@@ -454,7 +454,7 @@ async def test_send_to_number_not_on_whatsapp(
     with pytest.raises(GatewayRejected) as caught:
         await provider.send(client, session(evo), text_to("5511900000000"))
     assert caught.value.status_code == 400
-    assert "not on WhatsApp: 5511900000000" in caught.value.reason
+    assert "not on WhatsApp: 5511900000000" in (caught.value.detail or "")
 
 
 async def test_errors_are_translated(evo: FakeEvolution, client: httpx.AsyncClient) -> None:
@@ -476,7 +476,7 @@ async def test_errors_are_translated(evo: FakeEvolution, client: httpx.AsyncClie
     )
     with pytest.raises(GatewayRejected) as rejected:
         await provider.send(client, session(evo), text_to())
-    assert "number is required" in rejected.value.reason
+    assert "number is required" in (rejected.value.detail or "")
 
 
 async def test_bad_api_key_is_rejected_without_leaking_it(
@@ -558,11 +558,11 @@ async def test_status_and_disconnect(evo: FakeEvolution, client: httpx.AsyncClie
 
 async def test_fetch_media(evo: FakeEvolution, client: httpx.AsyncClient) -> None:
     inline = MediaRef(url="data:image/png;base64," + base64.b64encode(b"png!").decode())
-    assert (await provider.fetch_media(client, session(evo), inline)).data == b"png!"
+    assert await (await provider.fetch_media(client, session(evo), inline)).read() == b"png!"
     assert not evo.requests
     evo.add_media("MID", b"%PDF-1.4", "application/pdf")
     content = await provider.fetch_media(client, session(evo), MediaRef(media_id="MID"))
-    assert (content.data, content.mimetype) == (b"%PDF-1.4", "application/pdf")
+    assert (await content.read(), content.mimetype) == (b"%PDF-1.4", "application/pdf")
     assert evo.last().path == "/chat/getBase64FromMediaMessage/loja-01"
     assert evo.last().json == {"message": {"key": {"id": "MID"}}, "convertToMp4": False}
     with pytest.raises(GatewayRejected):

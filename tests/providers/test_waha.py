@@ -365,7 +365,7 @@ async def test_send_errors(waha: FakeWaha, client: httpx.AsyncClient) -> None:
     with pytest.raises(GatewayRejected) as rejected:
         await provider.send(client, session(waha), outbound(phone="5511900000000", text="x"))
     assert rejected.value.status_code == 400
-    assert "not on WhatsApp" in rejected.value.reason
+    assert "not on WhatsApp" in (rejected.value.detail or "")
     waha.fail_next(1, status=503)
     with pytest.raises(GatewayUnavailable):
         await provider.send(client, session(waha), outbound(text="x"))
@@ -438,7 +438,7 @@ async def test_fetch_media(waha: FakeWaha, client: httpx.AsyncClient) -> None:
     # WAHA often builds file URLs with its own `localhost` hostname: fetched from base_url.
     ref = MediaRef(url="http://localhost:3000/api/files/x.jpg")
     content = await provider.fetch_media(client, session(waha), ref)
-    assert (content.data, content.mimetype) == (b"\xff\xd8jpeg", "image/jpeg")
+    assert (await content.read(), content.mimetype) == (b"\xff\xd8jpeg", "image/jpeg")
     assert waha.last().path == "/api/files/x.jpg"
     assert waha.last().headers["x-api-key"] == waha.api_key
     with pytest.raises(GatewayRejected):

@@ -13,7 +13,7 @@ Errors (all subclasses of `ProviderError`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -40,11 +40,25 @@ class WebhookAuthError(ProviderError):
 
 
 class GatewayRejected(ProviderError):
-    """The gateway refused the request (4xx): retrying will not help."""
+    """The gateway refused the request (4xx): retrying will not help.
 
-    def __init__(self, reason: str, status_code: int | None = None) -> None:
+    `reason` is Atende's own words (it reaches agents and API clients); `detail` is what the
+    gateway said, for the log only: a gateway's answer is never shown to a client."""
+
+    def __init__(
+        self, reason: str, status_code: int | None = None, *, detail: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.status_code = status_code
+        self.detail = detail
+
+
+class GatewayAddressRefused(GatewayRejected):
+    """The URL's scheme or address is one Atende may not connect to (see `atende.netguard`)."""
+
+
+class GatewayAnswerTooLarge(GatewayRejected):
+    """The gateway's answer is larger than Atende reads (see `netguard.max_response_bytes`)."""
 
 
 class GatewayUnavailable(ProviderError):
@@ -158,8 +172,39 @@ class ConnectResult:
 
 @dataclass(frozen=True)
 class MediaContent:
-    data: bytes
+    """A media file on its way through: inline bytes (base64 gateways), or a gateway answer
+    still being read (`response`, opened with `stream=True`), so a large file is never held
+    whole. Whoever receives one reads it with `chunks()` or `read()` and then calls `aclose()`."""
+
     mimetype: str
+    data: bytes = b""
+    response: httpx.Response | None = None
+
+    @property
+    def length(self) -> int | None:
+        """The size, when known before reading (inline, or a declared Content-Length)."""
+        if self.response is None:
+            return len(self.data)
+        declared = self.response.headers.get("content-length", "")
+        return int(declared) if declared.isdigit() else None
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        if self.response is None:
+            yield self.data
+            return
+        async for chunk in self.response.aiter_bytes():
+            yield chunk
+
+    async def read(self) -> bytes:
+        """The whole file (tests, and callers that need it whole); closes the answer."""
+        try:
+            return b"".join([chunk async for chunk in self.chunks()])
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if self.response is not None:
+            await self.response.aclose()
 
 
 class Provider(Protocol):

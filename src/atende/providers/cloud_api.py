@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -15,11 +16,13 @@ from atende.providers.base import (
     SessionConfig,
 )
 from atende.providers.common import opt_str
-from atende.providers.http import call, json_object, timeout_for
+from atende.providers.http import call, fetch_media_url, json_object, timeout_for
 from atende.types import MessageType, SessionState
 
 DEFAULT_GRAPH_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
+# Where Meta serves media files (`GET /{media-id}` answers with a lookaside.fbsbx.com URL).
+MEDIA_HOSTS = ("lookaside.fbsbx.com",)
 
 
 def graph_base(session: SessionConfig) -> str:
@@ -102,7 +105,13 @@ async def fetch_media(
     url = opt_str(meta, "url")
     if url is None:
         raise GatewayRejected("Cloud API media lookup answered without a url")
-    # The lookaside URL only answers with the same bearer token.
-    response = await _request(client, session, "GET", url)
-    mimetype = opt_str(meta, "mime_type") or media.mimetype or "application/octet-stream"
-    return MediaContent(response.content, mimetype)
+    # The lookaside URL only answers with the same bearer token; it is Meta's, or refused.
+    graph = session.base_url or str(session.options.get("graph_url") or DEFAULT_GRAPH_URL)
+    return await fetch_media_url(
+        client,
+        replace(session, base_url=graph),
+        url,
+        mimetype=opt_str(meta, "mime_type") or media.mimetype,
+        headers=_headers(session),
+        also_from=MEDIA_HOSTS,
+    )

@@ -38,9 +38,9 @@ from atende.providers.common import (
 )
 from atende.providers.http import (
     call,
+    fetch_media_url,
     json_object,
     require_base_url,
-    same_origin,
     timeout_for,
 )
 from atende.types import MessageStatus, MessageType, ProviderName, SessionState
@@ -129,15 +129,9 @@ class ConnectionServiceProvider:
     ) -> MediaContent:
         if not media.url:
             raise GatewayRejected("connection service media has no url")
-        # The API key only goes to the service itself, never to a third-party storage URL.
-        headers = _headers(session) if same_origin(media.url, session.base_url) else {}
-        response = await call(
-            client, "GET", media.url, headers=headers, timeout_secs=timeout_for(session)
+        return await fetch_media_url(
+            client, session, media.url, mimetype=media.mimetype, headers=_headers(session)
         )
-        mimetype = media.mimetype or response.headers.get(
-            "content-type", "application/octet-stream"
-        )
-        return MediaContent(response.content, mimetype)
 
 
 def _headers(session: SessionConfig) -> dict[str, str]:

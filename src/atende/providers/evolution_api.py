@@ -244,7 +244,7 @@ async def fetch_media(
 ) -> MediaContent:
     if media.url and media.url.startswith("data:"):
         data, mimetype = decode_data_url(media.url)
-        return MediaContent(data, media.mimetype or mimetype)
+        return MediaContent(media.mimetype or mimetype, data=data)
     if media.media_id is None:
         raise GatewayRejected("Evolution media needs the message id to download it")
     route = f"/chat/getBase64FromMediaMessage/{session.name}"
@@ -258,4 +258,4 @@ async def fetch_media(
     else:
         data, mimetype = decode_base64(encoded), "application/octet-stream"
     mimetype = opt_str(answer, "mimetype") or media.mimetype or mimetype
-    return MediaContent(data, mimetype)
+    return MediaContent(mimetype, data=data)

@@ -7,19 +7,32 @@ URLs' query strings or headers, so an API key can not leak into a log line throu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json as jsonlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import httpx
 
-from atende.providers.base import GatewayRejected, GatewayUnavailable, SessionConfig
+from atende.netguard import DestinationRefused, ResponseTooLarge
+from atende.providers.base import (
+    GatewayAddressRefused,
+    GatewayAnswerTooLarge,
+    GatewayRejected,
+    GatewayUnavailable,
+    MediaContent,
+    SessionConfig,
+)
 
 DEFAULT_TIMEOUT_SECS = 15.0  # a gateway slower than this is treated as down; the outbox retries
-REASON_MAX_CHARS = 300  # error bodies can be whole HTML pages; keep reasons readable
+MAX_TIMEOUT_SECS = 120.0  # a session's own `timeout_secs` option can not hold a caller longer
+REASON_MAX_CHARS = 300  # error bodies can be whole HTML pages; keep log lines readable
+TOTAL_TIMEOUT_FACTOR = 2  # a whole exchange may take this many per-read timeouts, no more
+logger = logging.getLogger(__name__)
 
 ErrorDescriber = Callable[[Any], str | None]
 # Failures after the request went out whole: the gateway may have done the work unanswered.
@@ -35,7 +48,7 @@ def timeout_for(session: SessionConfig) -> float:
         secs = float(value)  # options set through the CLI or REST are strings
     except ValueError:
         return DEFAULT_TIMEOUT_SECS
-    return secs if secs > 0 else DEFAULT_TIMEOUT_SECS
+    return min(secs, MAX_TIMEOUT_SECS) if secs > 0 else DEFAULT_TIMEOUT_SECS
 
 
 def with_default_timeout(session: SessionConfig, secs: float) -> SessionConfig:
@@ -62,32 +75,88 @@ async def call(
     timeout_secs: float,
     describe_error: ErrorDescriber | None = None,
 ) -> httpx.Response:
-    """One request; 2xx/3xx responses are returned, everything else becomes a ProviderError.
+    """One request; 2xx responses are returned, everything else becomes a ProviderError.
 
-    `describe_error` lets a gateway module turn its own error JSON into a reason first.
+    `describe_error` lets a gateway module turn its own error JSON into a reason for the log.
     """
     where = f"{method} {httpx.URL(url).path}"  # never the query string: it may hold a token
+    request = client.build_request(
+        method, url, headers=dict(headers), json=json, params=params, timeout=timeout_secs
+    )
+    response = await _send(client, request, where, timeout_secs, stream=False)
+    _check_status(response, where, describe_error, body_read=True)
+    return response
+
+
+async def open_stream(
+    client: httpx.AsyncClient, url: str, *, headers: Mapping[str, str], timeout_secs: float
+) -> httpx.Response:
+    """A GET whose body is still to be read (media): the caller reads it, then closes it."""
+    where = f"GET {httpx.URL(url).path}"
+    # identity: a compressed answer could inflate far past the size cap in one chunk.
+    request = client.build_request(
+        "GET", url, headers={**headers, "Accept-Encoding": "identity"}, timeout=timeout_secs
+    )
+    response = await _send(client, request, where, timeout_secs, stream=True)
     try:
-        response = await client.request(
-            method, url, headers=dict(headers), json=json, params=params, timeout=timeout_secs
-        )
+        _check_status(response, where, None, body_read=False)
+    except BaseException:
+        await response.aclose()
+        raise
+    return response
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    where: str,
+    timeout_secs: float,
+    *,
+    stream: bool,
+) -> httpx.Response:
+    """Send, translating transport failures and the guard's refusals. A whole exchange is also
+    bounded (`TOTAL_TIMEOUT_FACTOR`): httpx's timeouts are per read, so a gateway trickling one
+    byte at a time would otherwise hold the caller forever."""
+    try:
+        async with asyncio.timeout(timeout_secs * TOTAL_TIMEOUT_FACTOR):
+            return await client.send(request, stream=stream)
+    except DestinationRefused as exc:
+        logger.warning("gateway call %s refused by the outbound guard: %s", where, exc)
+        raise GatewayAddressRefused(f"gateway address is not allowed ({where})") from exc
+    except ResponseTooLarge as exc:
+        raise GatewayAnswerTooLarge(f"gateway answer is too large ({where})") from exc
     except httpx.TimeoutException as exc:
         raise GatewayUnavailable(
             f"gateway timed out ({where})", maybe_delivered=isinstance(exc, _UNANSWERED)
         ) from exc
     except httpx.UnsupportedProtocol as exc:
-        raise GatewayRejected(f"gateway URL is not http(s) ({where})") from exc
+        raise GatewayAddressRefused(f"gateway URL is not http(s) ({where})") from exc
     except httpx.TransportError as exc:
         raise GatewayUnavailable(
             f"gateway unreachable ({where}): {type(exc).__name__}",
             maybe_delivered=isinstance(exc, _UNANSWERED),
         ) from exc
-    if response.status_code >= 500:
-        raise GatewayUnavailable(f"gateway error {response.status_code} ({where})")
-    if response.status_code >= 400:
-        reason = error_reason(response, describe_error)
-        raise GatewayRejected(f"{reason} ({where})", response.status_code)
-    return response
+    except TimeoutError as exc:  # the whole-exchange bound above
+        raise GatewayUnavailable(
+            f"gateway too slow ({where})", maybe_delivered=request.method != "GET"
+        ) from exc
+
+
+def _check_status(
+    response: httpx.Response, where: str, describe: ErrorDescriber | None, *, body_read: bool
+) -> None:
+    status = response.status_code
+    if status >= 500:
+        raise GatewayUnavailable(f"gateway error {status} ({where})")
+    if status >= 400:
+        detail = error_reason(response, describe) if body_read else None
+        # The gateway's words go to the log, truncated; the client gets a stable reason.
+        logger.warning("gateway answered %s to %s: %s", status, where, detail or "(streamed)")
+        raise GatewayRejected(
+            f"gateway rejected the request ({status}) ({where})", status, detail=detail
+        )
+    if status >= 300:  # redirects are never followed: the next hop is not one we checked
+        raise GatewayRejected(f"gateway answered with a redirect ({status}) ({where})", status)
 
 
 def json_body(response: httpx.Response) -> Any:
@@ -110,7 +179,7 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
 
 
 def error_reason(response: httpx.Response, describe: ErrorDescriber | None = None) -> str:
-    """A short human reason from a gateway's error body, whatever its dialect."""
+    """A short human reason from a gateway's error body, whatever its dialect (for the log)."""
     try:
         body: Any = response.json()
     except ValueError:
@@ -176,5 +245,41 @@ def same_origin(url: str, base_url: str | None) -> bool:
     """Whether `url` points at the gateway itself (so sending it our API key is safe)."""
     if not base_url:
         return False
-    a, b = httpx.URL(url), httpx.URL(base_url)
-    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+    try:
+        return origin_of(url) == origin_of(base_url)
+    except httpx.InvalidURL:
+        return False
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port
+
+
+async def fetch_media_url(
+    client: httpx.AsyncClient,
+    session: SessionConfig,
+    url: str,
+    *,
+    mimetype: str | None,
+    headers: Mapping[str, str] | None = None,
+    also_from: tuple[str, ...] = (),
+) -> MediaContent:
+    """Open a media file at `url`, which must be on the session's own gateway (its base_url) or
+    on one of `also_from` (https hosts the provider documents for media). A webhook names the
+    URL, so anything else would let a webhook make Atende fetch an arbitrary page for a client.
+    The API key goes only to the gateway itself (`headers` is used for the session's origin)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise GatewayAddressRefused("media URL is not a valid URL") from exc
+    own = same_origin(url, session.base_url)
+    documented = parsed.scheme == "https" and parsed.host in also_from
+    if not own and not documented:
+        logger.warning("media URL refused: %s is not the gateway's origin", parsed.host[:100])
+        raise GatewayAddressRefused("media URL is not on the session's gateway")
+    response = await open_stream(
+        client, url, headers=headers or {}, timeout_secs=timeout_for(session)
+    )
+    fallback = response.headers.get("content-type", "application/octet-stream")
+    return MediaContent(mimetype or fallback, response=response)

@@ -34,7 +34,7 @@ from atende.providers.base import (
     WebhookAuthError,
     WebhookItem,
 )
-from atende.providers.http import call, timeout_for
+from atende.providers.http import decode_data_url, fetch_media_url
 from atende.types import MessageStatus, MessageType, ProviderName, SessionState
 
 AckSink = Callable[[str, str, MessageStatus], Awaitable[None]]
@@ -134,12 +134,12 @@ class SandboxProvider:
     ) -> MediaContent:
         if not media.url:
             raise MalformedPayload("sandbox media has no URL")
-        # Through `call`, so an unreachable or failing URL is a ProviderError (the media route's
-        # 502) and not a raw httpx error (a 500).
-        response = await call(
-            client, "GET", media.url, headers={}, timeout_secs=timeout_for(session)
-        )
-        return MediaContent(response.content, media.mimetype or "application/octet-stream")
+        if media.url.startswith("data:"):  # the simulator's own files
+            data, mimetype = decode_data_url(media.url)
+            return MediaContent(media.mimetype or mimetype, data=data)
+        # A URL only from the session's base_url: a simulated customer is no reason to let
+        # Atende fetch an arbitrary address.
+        return await fetch_media_url(client, session, media.url, mimetype=media.mimetype)
 
     async def close(self) -> None:
         for task in tuple(self._tasks):

@@ -19,9 +19,9 @@ from atende.providers.base import (
 from atende.providers.common import is_phone_jid, jid_user, opt_str
 from atende.providers.http import (
     call,
+    fetch_media_url,
     json_object,
     require_base_url,
-    same_origin,
     timeout_for,
     to_data_url,
 )
@@ -221,18 +221,22 @@ async def fetch_media(
 ) -> MediaContent:
     if not media.url:
         raise GatewayRejected("WAHA did not download this media (media.url is empty)")
-    url, headers = _media_location(session, media.url)
-    response = await call(client, "GET", url, headers=headers, timeout_secs=timeout_for(session))
-    mimetype = media.mimetype or response.headers.get("content-type", "application/octet-stream")
-    return MediaContent(response.content, mimetype)
+    return await fetch_media_url(
+        client,
+        session,
+        _media_location(session, media.url),
+        mimetype=media.mimetype,
+        headers=_headers(session, accept="*/*"),
+    )
 
 
-def _media_location(session: SessionConfig, url: str) -> tuple[str, dict[str, str]]:
+def _media_location(session: SessionConfig, url: str) -> str:
     """WAHA builds file URLs from its own hostname setting (often `localhost`), so a `/api/files/`
-    path is fetched from the configured base URL; the API key only goes to the gateway itself."""
-    parsed = httpx.URL(url)
+    path is fetched from the configured base URL. Any other URL must be on the gateway itself."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return url  # refused by fetch_media_url
     if session.base_url and parsed.path.startswith("/api/files/"):
-        url = f"{require_base_url(session)}{parsed.raw_path.decode()}"
-    if same_origin(url, session.base_url):
-        return url, _headers(session, accept="*/*")
-    return url, {}
+        return f"{require_base_url(session)}{parsed.raw_path.decode()}"
+    return url

@@ -6,8 +6,9 @@ import uuid
 
 from atende.context import AppContext
 from atende.db.models import WhatsAppSession
-from atende.errors import Forbidden, GatewayError, NotFound
+from atende.errors import Forbidden, GatewayAddressNotAllowed, GatewayError, NotFound
 from atende.providers.base import (
+    GatewayAddressRefused,
     GatewayRejected,
     GatewayUnavailable,
     ProviderError,
@@ -39,6 +40,12 @@ def _config(ctx: AppContext, row: WhatsAppSession) -> SessionConfig:
 
 
 def _gateway_error(exc: ProviderError) -> GatewayError:
+    """exc.reason is Atende's own wording: a gateway's answer is logged, never returned."""
+    if isinstance(exc, GatewayAddressRefused):
+        return GatewayAddressNotAllowed(
+            "The gateway's address is not one Atende may connect to"
+            " (ATENDE_GATEWAY_ALLOWED_NETWORKS)"
+        )
     kind = "unreachable" if isinstance(exc, GatewayUnavailable) else "refused the request"
     return GatewayError(f"The WhatsApp gateway {kind}: {exc.reason}")
 

@@ -11,12 +11,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from atende import netguard
 from atende.config import Settings
 from atende.context import AppContext
 from atende.db.models import Tenant, WebhookEvent, WhatsAppSession
 from atende.db.types import utcnow
 from atende.errors import (
     Conflict,
+    InvalidBaseUrl,
     InvalidInput,
     NotFound,
     SessionAmbiguous,
@@ -66,6 +68,7 @@ async def create_session(
         raise InvalidInput(
             f"A {provider.value} session needs base_url", details={"field": "base_url"}
         )
+    _check_urls(name, base_url, options or {})
     webhook_secret = webhook_secret or _new_webhook_secret(provider)
     state = (
         SessionState.CONNECTED if provider == ProviderName.SANDBOX else SessionState.DISCONNECTED
@@ -105,6 +108,18 @@ async def check_secret_key(ctx: AppContext) -> None:
             .limit(1)
         )
         await session.execute(stmt)
+
+
+def _check_urls(name: str, base_url: str | None, options: dict[str, Any]) -> None:
+    """What goes into gateway URLs must not pick their path (see netguard)."""
+    for field, url in (("base_url", base_url), ("options.graph_url", options.get("graph_url"))):
+        problem = netguard.base_url_problem(str(url)) if url else None
+        if problem is not None:
+            raise InvalidBaseUrl(problem, details={"field": field})
+    for field, value in (("name", name), ("options.api_version", options.get("api_version"))):
+        problem = netguard.path_segment_problem(str(value)) if value else None
+        if problem is not None:
+            raise InvalidInput(f"{field} {problem}", details={"field": field})
 
 
 def _new_webhook_secret(provider: ProviderName) -> str:

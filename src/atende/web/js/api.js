@@ -167,3 +167,22 @@ export async function mediaUrl(path) {
   return URL.createObjectURL(await response.blob());
 }
 
+/**
+ * Save a customer's file. It is re-typed as application/octet-stream and handed to a `download`
+ * link, never opened: a blob URL is of Atende's own origin, so an HTML file opened as a page
+ * would run its script next to the agent's session.
+ */
+export async function downloadMedia(path, filename) {
+  const response = await fetchAuthed("GET", path);
+  const blob = new Blob([await response.arrayBuffer()], { type: "application/octet-stream" });
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename || "arquivo";
+  link.rel = "noopener";
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000); // the download has its own copy by then
+}
+

@@ -1,6 +1,6 @@
 // The chat column: history with older pages on scroll-up, live messages, ticks, typing, composer.
 
-import { conversationPath, currentUser, listMessages, mediaUrl, post } from "./api.js";
+import { conversationPath, currentUser, downloadMedia, listMessages, mediaUrl, post } from "./api.js";
 import { avatar, clear, h } from "./dom.js";
 import { formatClock, t } from "./i18n.js";
 import { realtime } from "./realtime.js";
@@ -288,7 +288,7 @@ function fileLink(content, message) {
       onclick: async (event) => {
         event.preventDefault();
         try {
-          window.open(await mediaUrl(content.media_url), "_blank", "noopener");
+          await downloadMedia(content.media_url, content.filename);
         } catch (err) {
           console.error("media download failed", err);
         }
